@@ -1,3 +1,14 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod layer;
 pub mod nano;
+pub mod payment;
+pub mod protocol;
+pub mod session;
+pub mod store;
 pub mod verify;
+
+pub use layer::{PaymentRequired, PaymentRequiredLayer};
+pub use payment::VerifiedPayment;
+pub use protocol::Reason;

@@ -163,13 +163,34 @@ mod tests {
     #[test]
     fn reference_vectors_round_trip() {
         let cases = [
-            ("B0311EA55708D6A53C75CDBF88300259C6D018522FE3D4D0A242E431F9E8B6D0", "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo"),
-            ("DDD378054E7F57E0B9352FFE176D76322CF10CA7F4945415FE50E84C60583DFB", "nano_3qgmh14nwztqw4wmcdzy4xpqeejey68chx6nciczwn9abji7ihhum9qtpmdr"),
-            ("3FE80B4BC842E82C1C18ABFEEC47EA989E63953BC82AC411F304D13833D52A56", "nano_1hza3f7wiiqa7ig3jczyxj5yo86yegcmqk3criaz838j91sxcckpfhbhhra1"),
-            ("19D3D919475DEED4696B5D13018151D1AF88B2BD3BCFF048B45031C1F36D1858", "nano_18gmu6engqhgtjnppqam181o5nfhj4sdtgyhy36dan3jr9spt84rzwmktafc"),
-            ("C008B814A7D269A1FA3C6528B19201A24D797912DB9996FF02A1FF356E45552B", "nano_3i1aq1cchnmbn9x5rsbap8b15akfh7wj7pwskuzi7ahz8oq6cobd99d4r3b7"),
-            ("9795E63D9242D8C6E00FA5D95587B2E5262B1E15001A24D2F6D803DE577A0574", "xrb_37wowrys6iprrui1zbgscp5u7sb87eh3c11t6mbhfp15usdqn3dn3sfp714g"),
-            ("5D1AA8A45F8736519D707FCB375976A7F9AF795091021D7E9C7548D6F45DD8D5", "nano_1qato4k7z3spc8gq1zyd8xeqfbzsoxwo36a45ozbrxcatut7up8ohyardu1z"),
+            (
+                "B0311EA55708D6A53C75CDBF88300259C6D018522FE3D4D0A242E431F9E8B6D0",
+                "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo",
+            ),
+            (
+                "DDD378054E7F57E0B9352FFE176D76322CF10CA7F4945415FE50E84C60583DFB",
+                "nano_3qgmh14nwztqw4wmcdzy4xpqeejey68chx6nciczwn9abji7ihhum9qtpmdr",
+            ),
+            (
+                "3FE80B4BC842E82C1C18ABFEEC47EA989E63953BC82AC411F304D13833D52A56",
+                "nano_1hza3f7wiiqa7ig3jczyxj5yo86yegcmqk3criaz838j91sxcckpfhbhhra1",
+            ),
+            (
+                "19D3D919475DEED4696B5D13018151D1AF88B2BD3BCFF048B45031C1F36D1858",
+                "nano_18gmu6engqhgtjnppqam181o5nfhj4sdtgyhy36dan3jr9spt84rzwmktafc",
+            ),
+            (
+                "C008B814A7D269A1FA3C6528B19201A24D797912DB9996FF02A1FF356E45552B",
+                "nano_3i1aq1cchnmbn9x5rsbap8b15akfh7wj7pwskuzi7ahz8oq6cobd99d4r3b7",
+            ),
+            (
+                "9795E63D9242D8C6E00FA5D95587B2E5262B1E15001A24D2F6D803DE577A0574",
+                "xrb_37wowrys6iprrui1zbgscp5u7sb87eh3c11t6mbhfp15usdqn3dn3sfp714g",
+            ),
+            (
+                "5D1AA8A45F8736519D707FCB375976A7F9AF795091021D7E9C7548D6F45DD8D5",
+                "nano_1qato4k7z3spc8gq1zyd8xeqfbzsoxwo36a45ozbrxcatut7up8ohyardu1z",
+            ),
         ];
         for (hex, addr) in cases {
             let parsed: Address = addr.parse().unwrap();
@@ -181,7 +202,8 @@ mod tests {
 
     #[test]
     fn burn_address() {
-        let burn: Address = "nano_1111111111111111111111111111111111111111111111111111hifc8npp".parse().unwrap();
+        let burn: Address =
+            "nano_1111111111111111111111111111111111111111111111111111hifc8npp".parse().unwrap();
         assert!(burn.is_burn());
         assert_eq!(burn.to_string(), "nano_1111111111111111111111111111111111111111111111111111hifc8npp");
     }
@@ -189,7 +211,9 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         let good = "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo";
-        assert!("nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtd1".parse::<Address>().is_err());
+        assert!("nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtd1"
+            .parse::<Address>()
+            .is_err());
         assert!(good.to_uppercase().parse::<Address>().is_err());
         assert!(good.replace("nano_", "xno_").parse::<Address>().is_err());
         assert!(good[..64].parse::<Address>().is_err());

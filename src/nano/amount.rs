@@ -64,9 +64,7 @@ impl FromStr for Raw {
         if !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ParseError::Amount("only decimal digits are allowed"));
         }
-        s.parse::<u128>()
-            .map(Raw)
-            .map_err(|_| ParseError::Amount("does not fit in 128 bits"))
+        s.parse::<u128>().map(Raw).map_err(|_| ParseError::Amount("does not fit in 128 bits"))
     }
 }
 

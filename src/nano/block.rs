@@ -134,7 +134,8 @@ mod tests {
     /// nano-docs `block_create` example (reference §9.1).
     #[test]
     fn docs_block_hash_and_signature() {
-        let key = PrivateKey::from_hex("0000000000000000000000000000000000000000000000000000000000000002").unwrap();
+        let key =
+            PrivateKey::from_hex("0000000000000000000000000000000000000000000000000000000000000002").unwrap();
         let mut block = StateBlock {
             account: key.public_key(),
             previous: bh("F47B23107E5F34B2CE06F562B5C435DF72A533251CB414C51B2B62A8F63A00E4"),
@@ -175,8 +176,12 @@ mod tests {
     /// nanocurrency-js valid_blocks.json entry 0 (reference §9.4), an open block.
     #[test]
     fn js_open_block_signature_is_reproduced() {
-        let key = PrivateKey::from_hex("2B70ABB4D458DC5EDA2C998BF5454717BAA6A122AC8694A02760397DB523CA66").unwrap();
-        assert_eq!(key.public_key(), PublicKey::from_hex("9DB2961B2D01D49C53AE6C9E513BC51AC04273CD4DAC4277F82B44B4F084A91A").unwrap());
+        let key =
+            PrivateKey::from_hex("2B70ABB4D458DC5EDA2C998BF5454717BAA6A122AC8694A02760397DB523CA66").unwrap();
+        assert_eq!(
+            key.public_key(),
+            PublicKey::from_hex("9DB2961B2D01D49C53AE6C9E513BC51AC04273CD4DAC4277F82B44B4F084A91A").unwrap()
+        );
         let mut block = StateBlock {
             account: addr("xrb_39fkkrfkt1gnmjbtwu6yc6xwc8p1abswtmfeabuzict6pmrabcatzmh71rgc"),
             previous: BlockHash::ZERO,

@@ -51,10 +51,7 @@ impl PrivateKey {
     /// Wraps private key bytes and derives the public key.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let (_, vk) = expand(&bytes);
-        PrivateKey {
-            secret: Zeroizing::new(bytes),
-            public: PublicKey::from_bytes(vk.to_bytes()),
-        }
+        PrivateKey { secret: Zeroizing::new(bytes), public: PublicKey::from_bytes(vk.to_bytes()) }
     }
 
     /// Parses 64 hex digits.
@@ -98,7 +95,8 @@ mod tests {
             zero.public_key(),
             PublicKey::from_hex("19D3D919475DEED4696B5D13018151D1AF88B2BD3BCFF048B45031C1F36D1858").unwrap()
         );
-        let docs = PrivateKey::from_hex("781186FB9EF17DB6E3D1056550D9FAE5D5BBADA6A6BC370E4CBB938B1DC71DA3").unwrap();
+        let docs =
+            PrivateKey::from_hex("781186FB9EF17DB6E3D1056550D9FAE5D5BBADA6A6BC370E4CBB938B1DC71DA3").unwrap();
         assert_eq!(
             docs.public_key(),
             PublicKey::from_hex("3068BB1CA04525BB0E416C485FE6A67FD52540227D267CC8B6E8DA958A7FA039").unwrap()
@@ -108,11 +106,36 @@ mod tests {
     #[test]
     fn seed_derivation_vectors() {
         let cases = [
-            ("0000000000000000000000000000000000000000000000000000000000000000", 0, "9F0E444C69F77A49BD0BE89DB92C38FE713E0963165CCA12FAF5712D7657120F", "nano_3i1aq1cchnmbn9x5rsbap8b15akfh7wj7pwskuzi7ahz8oq6cobd99d4r3b7"),
-            ("0000000000000000000000000000000000000000000000000000000000000001", 1, "1495F2D49159CC2EAAAA97EBB42346418E1268AFF16D7FCA90E6BAD6D0965520", "nano_35s8xxbrurpph5zrcb8ey3y1j9niij7k1m645otcxdk3fxg517i6j5empshy"),
-            ("BBA067329F44D8011BD6E15F43366A81307FBD8A4801A6997B354AD302F4BC72", 0, "19622D20FBC8AAA9E45CF016FAC7EF7D85908EE898A670B4D6A2C8AA272828D0", "nano_37wowrys6iprrui1zbgscp5u7sb87eh3c11t6mbhfp15usdqn3dn3sfp714g"),
-            ("A98A541406E5DF55EB3F57396255AB133A417C3252679CC9C1AEF51382089AF9", 1, "AB308F564D2FC791B2601C64E52E102C3E779AC6AB4A2AF875855C6256EB3686", "nano_3eizh9rjaaphzj4wd7mbmuawfmdz17e7pao9nbstwg4ohfhfcoxq98o6xdw7"),
-            ("445466874730B5CC66692BE409069644F836E051962AAA420521F06580883034", 7, "C0CB015BCA0834AC827B6259B48C052F7D62692DA1FA21DCDF755CFD27ACBE43", "nano_3iy8tenzc3mcc7jprs6gszcsdbrnusfnsjyp8my3f1jwtshn6mdowe5gpytj"),
+            (
+                "0000000000000000000000000000000000000000000000000000000000000000",
+                0,
+                "9F0E444C69F77A49BD0BE89DB92C38FE713E0963165CCA12FAF5712D7657120F",
+                "nano_3i1aq1cchnmbn9x5rsbap8b15akfh7wj7pwskuzi7ahz8oq6cobd99d4r3b7",
+            ),
+            (
+                "0000000000000000000000000000000000000000000000000000000000000001",
+                1,
+                "1495F2D49159CC2EAAAA97EBB42346418E1268AFF16D7FCA90E6BAD6D0965520",
+                "nano_35s8xxbrurpph5zrcb8ey3y1j9niij7k1m645otcxdk3fxg517i6j5empshy",
+            ),
+            (
+                "BBA067329F44D8011BD6E15F43366A81307FBD8A4801A6997B354AD302F4BC72",
+                0,
+                "19622D20FBC8AAA9E45CF016FAC7EF7D85908EE898A670B4D6A2C8AA272828D0",
+                "nano_37wowrys6iprrui1zbgscp5u7sb87eh3c11t6mbhfp15usdqn3dn3sfp714g",
+            ),
+            (
+                "A98A541406E5DF55EB3F57396255AB133A417C3252679CC9C1AEF51382089AF9",
+                1,
+                "AB308F564D2FC791B2601C64E52E102C3E779AC6AB4A2AF875855C6256EB3686",
+                "nano_3eizh9rjaaphzj4wd7mbmuawfmdz17e7pao9nbstwg4ohfhfcoxq98o6xdw7",
+            ),
+            (
+                "445466874730B5CC66692BE409069644F836E051962AAA420521F06580883034",
+                7,
+                "C0CB015BCA0834AC827B6259B48C052F7D62692DA1FA21DCDF755CFD27ACBE43",
+                "nano_3iy8tenzc3mcc7jprs6gszcsdbrnusfnsjyp8my3f1jwtshn6mdowe5gpytj",
+            ),
         ];
         for (seed, index, private, address) in cases {
             let key = Seed::from_hex(seed).unwrap().derive(index);
@@ -123,7 +146,8 @@ mod tests {
 
     #[test]
     fn debug_never_shows_secrets() {
-        let seed = Seed::from_hex("BBA067329F44D8011BD6E15F43366A81307FBD8A4801A6997B354AD302F4BC72").unwrap();
+        let seed =
+            Seed::from_hex("BBA067329F44D8011BD6E15F43366A81307FBD8A4801A6997B354AD302F4BC72").unwrap();
         let key = seed.derive(0);
         let printed = format!("{seed:?} {key:?}").to_uppercase();
         assert!(!printed.contains("BBA067329F44"));

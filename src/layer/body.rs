@@ -1,0 +1,100 @@
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::protocol::{PaymentRequired, Reason};
+
+/// Everything the layer knows about a refusal, handed to a [`RefusalBody`] to render.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// The protocol reason; `None` only for a server misconfiguration (a dynamic price that
+    /// breaks the tag-modulus rule), which is answered with 500.
+    pub reason: Option<Reason>,
+    /// The HTTP status of the response.
+    pub status: StatusCode,
+    /// One human sentence.
+    pub message: &'static str,
+    /// Detail for `malformed_payment` (which header, what is wrong).
+    pub detail: Option<&'static str>,
+    /// The fresh challenge, when the refusal carries one.
+    pub challenge: Option<PaymentRequired>,
+}
+
+impl Refusal {
+    pub(crate) fn new(reason: Reason) -> Self {
+        Refusal {
+            reason: Some(reason),
+            status: reason.status(),
+            message: reason.message(),
+            detail: None,
+            challenge: None,
+        }
+    }
+
+    /// The reason code (`"internal_error"` for a misconfiguration).
+    pub fn code(&self) -> &'static str {
+        self.reason.map_or("internal_error", Reason::code)
+    }
+
+    /// The default JSON body: `{"error": …, "reason": …}`, plus `detail` for malformed proofs
+    /// and, with a fresh challenge, the `PaymentRequired` fields (so the body is itself an x402
+    /// `PaymentRequired` with a reason).
+    pub fn to_json(&self) -> Bytes {
+        let mut body = match &self.challenge {
+            Some(required) => match serde_json::to_value(required) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            },
+            None => serde_json::Map::new(),
+        };
+        body.insert("error".into(), self.message.into());
+        body.insert("reason".into(), self.code().into());
+        if let Some(detail) = self.detail {
+            body.insert("detail".into(), detail.into());
+        }
+        Bytes::from(serde_json::to_vec(&body).expect("JSON map serializes"))
+    }
+}
+
+/// Renders the body of a refusal for response body type `B`.
+///
+/// Everything the protocol needs is in the headers; the body is for humans and x402 clients that
+/// read it. Pick [`EmptyBody`] (any `B: Default`, e.g. gRPC), [`JsonBody`] (any `B: From<Bytes>`,
+/// e.g. axum) or a closure with [`FnBody`].
+pub trait RefusalBody<B>: Clone + Send + Sync + 'static {
+    /// Builds the body; may add headers such as `Content-Type`.
+    fn body(&self, refusal: &Refusal, headers: &mut HeaderMap) -> B;
+}
+
+/// Refusals get `B::default()`: an empty body. Works for every body type, including tonic's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmptyBody;
+
+impl<B: Default> RefusalBody<B> for EmptyBody {
+    fn body(&self, _: &Refusal, _: &mut HeaderMap) -> B {
+        B::default()
+    }
+}
+
+/// Refusals get [`Refusal::to_json`] with `Content-Type: application/json`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonBody;
+
+impl<B: From<Bytes>> RefusalBody<B> for JsonBody {
+    fn body(&self, refusal: &Refusal, headers: &mut HeaderMap) -> B {
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        B::from(refusal.to_json())
+    }
+}
+
+/// Refusals get whatever the closure builds.
+#[derive(Clone, Copy, Debug)]
+pub struct FnBody<F>(pub F);
+
+impl<B, F> RefusalBody<B> for FnBody<F>
+where
+    F: Fn(&Refusal, &mut HeaderMap) -> B + Clone + Send + Sync + 'static,
+{
+    fn body(&self, refusal: &Refusal, headers: &mut HeaderMap) -> B {
+        (self.0)(refusal, headers)
+    }
+}

@@ -1,0 +1,411 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use tower_layer::Layer;
+
+use super::body::{EmptyBody, FnBody, JsonBody, Refusal};
+use super::metrics::Metrics;
+use super::service::PaymentRequired;
+use crate::nano::{Address, Raw};
+use crate::protocol::Challenge;
+use crate::store::{MemorySessionStore, MemorySpentSet, SessionStore, SpentSet};
+use crate::verify::PaymentVerifier;
+
+/// A price computed from the request head; `None` means "free, pass through".
+pub(crate) type PriceFn = dyn Fn(&Parts) -> Option<Raw> + Send + Sync;
+
+pub(crate) enum Pricing {
+    Static(Raw),
+    Dynamic(Box<PriceFn>),
+}
+
+/// Everything one layer needs, validated once and shared by every service it wraps.
+pub(crate) struct Shared {
+    pub challenge: Challenge,
+    pub pricing: Pricing,
+    pub sessions: Arc<dyn SessionStore>,
+    pub spent: Arc<dyn SpentSet>,
+    pub verifier: Arc<dyn PaymentVerifier>,
+    pub session_ttl: Duration,
+    pub timestamp_skew: Duration,
+    pub retention: Duration,
+    pub confirm_wait: Duration,
+    pub expose_headers: bool,
+    pub metrics: Arc<Metrics>,
+    pub last_prune: std::sync::atomic::AtomicU64,
+}
+
+/// A configuration the layer refuses to run with, found when it is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `pay_to` was not set.
+    #[error("pay_to (the merchant address) is required")]
+    MissingPayTo,
+    /// `pay_to` is the burn address.
+    #[error("pay_to is the burn address; payments to it are lost")]
+    BurnPayTo,
+    /// Neither `price` nor `price_fn` was set.
+    #[error("a price (price or price_fn) is required")]
+    MissingPrice,
+    /// No verifier was set.
+    #[error("a verifier is required")]
+    MissingVerifier,
+    /// The public base URL is missing or not an absolute http(s) URL.
+    #[error("public_base_url must be an absolute http:// or https:// URL")]
+    InvalidPublicUrl,
+    /// The tag modulus is zero.
+    #[error("tag_modulus must be at least 1")]
+    ZeroTagModulus,
+    /// The static price is not a multiple of the tag modulus.
+    #[error("price {price} raw is not a multiple of tag_modulus {modulus}")]
+    PriceNotMultiple {
+        /// The price.
+        price: Raw,
+        /// The tag modulus.
+        modulus: u64,
+    },
+    /// The static price is zero, or price plus the largest tag overflows.
+    #[error("price must be above zero and leave room for the tag below 2^128")]
+    PriceOutOfRange,
+    /// The session lifetime is zero.
+    #[error("session_ttl must be at least one second")]
+    ZeroSessionTtl,
+    /// Spent-set retention does not exceed session lifetime plus skew.
+    #[error("spent-set retention ({retention:?}) must exceed session_ttl + timestamp_skew ({needed:?})")]
+    RetentionTooShort {
+        /// The configured retention.
+        retention: Duration,
+        /// session_ttl + timestamp_skew.
+        needed: Duration,
+    },
+}
+
+/// Puts a Nano paywall in front of a Tower service.
+///
+/// Built once with [`PaymentRequiredLayer::builder`]; cloning is cheap (one `Arc`). `M` decides
+/// the body of refusals: [`EmptyBody`] by default, [`JsonBody`] via
+/// [`json_body`](PaymentRequiredLayer::json_body), or a closure via
+/// [`refusal_body`](PaymentRequiredLayer::refusal_body).
+///
+/// ```
+/// use nanosession::{PaymentRequiredLayer, nano::{Raw, BlockHash}};
+/// use nanosession::verify::{Expected, PaymentVerifier, Rejection, VerifiedBlock};
+///
+/// struct NoNode;
+/// #[async_trait::async_trait]
+/// impl PaymentVerifier for NoNode {
+///     async fn verify(&self, _: &BlockHash, _: &Expected) -> Result<VerifiedBlock, Rejection> {
+///         Err(Rejection::Unavailable("no node in this example".into()))
+///     }
+/// }
+///
+/// let layer = PaymentRequiredLayer::builder()
+///     .pay_to("nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo".parse().unwrap())
+///     .price(Raw::new(1_000_000_000_000_000_000_000_000)) // 10^-6 XNO
+///     .public_base_url("https://api.example.com")
+///     .verifier(NoNode)
+///     .build()
+///     .expect("valid configuration")
+///     .json_body();
+/// # let _ = layer;
+/// ```
+pub struct PaymentRequiredLayer<M = EmptyBody> {
+    shared: Arc<Shared>,
+    body: M,
+}
+
+impl<M: Clone> Clone for PaymentRequiredLayer<M> {
+    fn clone(&self) -> Self {
+        PaymentRequiredLayer { shared: self.shared.clone(), body: self.body.clone() }
+    }
+}
+
+impl<M> fmt::Debug for PaymentRequiredLayer<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaymentRequiredLayer")
+            .field("pay_to", &self.shared.challenge.pay_to())
+            .field("network", &self.shared.challenge.network())
+            .field("tag_modulus", &self.shared.challenge.tag_modulus())
+            .field("session_ttl", &self.shared.session_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PaymentRequiredLayer {
+    /// Starts a configuration with the protocol's defaults.
+    pub fn builder() -> PaymentRequiredLayerBuilder {
+        PaymentRequiredLayerBuilder::default()
+    }
+}
+
+impl<M> PaymentRequiredLayer<M> {
+    /// Refusals carry the default JSON body (for `B: From<Bytes>`, e.g. axum's `Body`).
+    pub fn json_body(self) -> PaymentRequiredLayer<JsonBody> {
+        PaymentRequiredLayer { shared: self.shared, body: JsonBody }
+    }
+
+    /// Refusals carry the body `f` builds (it may also set headers).
+    ///
+    /// ```ignore
+    /// layer.refusal_body(|refusal: &Refusal, _headers: &mut http::HeaderMap| {
+    ///     axum::body::Body::from(format!("payment needed: {}", refusal.code()))
+    /// })
+    /// ```
+    pub fn refusal_body<F, B>(self, f: F) -> PaymentRequiredLayer<FnBody<F>>
+    where
+        F: Fn(&Refusal, &mut http::HeaderMap) -> B + Clone + Send + Sync + 'static,
+    {
+        PaymentRequiredLayer { shared: self.shared, body: FnBody(f) }
+    }
+
+    /// The layer's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+}
+
+impl<S, M: Clone> Layer<S> for PaymentRequiredLayer<M> {
+    type Service = PaymentRequired<S, M>;
+    fn layer(&self, inner: S) -> Self::Service {
+        PaymentRequired::new(inner, self.shared.clone(), self.body.clone())
+    }
+}
+
+/// Configuration for [`PaymentRequiredLayer`]; every value is checked in [`build`](Self::build).
+pub struct PaymentRequiredLayerBuilder {
+    pay_to: Option<Address>,
+    pricing: Option<Pricing>,
+    network: String,
+    public_base_url: Option<String>,
+    description: String,
+    mime_type: String,
+    session_ttl: Duration,
+    tag_modulus: u64,
+    confirm_wait: Duration,
+    timestamp_skew: Duration,
+    retention: Duration,
+    sessions: Option<Arc<dyn SessionStore>>,
+    spent: Option<Arc<dyn SpentSet>>,
+    verifier: Option<Arc<dyn PaymentVerifier>>,
+    expose_headers: bool,
+}
+
+impl Default for PaymentRequiredLayerBuilder {
+    fn default() -> Self {
+        PaymentRequiredLayerBuilder {
+            pay_to: None,
+            pricing: None,
+            network: "nano:mainnet".to_owned(),
+            public_base_url: None,
+            description: String::new(),
+            mime_type: "application/json".to_owned(),
+            session_ttl: Duration::from_secs(300),
+            tag_modulus: 10_000_000,
+            confirm_wait: Duration::from_secs(3),
+            timestamp_skew: Duration::from_secs(30),
+            retention: Duration::from_secs(30 * 24 * 3600),
+            sessions: None,
+            spent: None,
+            verifier: None,
+            expose_headers: false,
+        }
+    }
+}
+
+impl fmt::Debug for PaymentRequiredLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PaymentRequiredLayerBuilder")
+            .field("pay_to", &self.pay_to)
+            .field("network", &self.network)
+            .field("session_ttl", &self.session_ttl)
+            .field("tag_modulus", &self.tag_modulus)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PaymentRequiredLayerBuilder {
+    /// The merchant account payments must credit (required).
+    pub fn pay_to(mut self, address: Address) -> Self {
+        self.pay_to = Some(address);
+        self
+    }
+
+    /// One price for every request the layer sees (except `OPTIONS`), in raw. Must be a multiple
+    /// of the tag modulus.
+    pub fn price(mut self, price: Raw) -> Self {
+        self.pricing = Some(Pricing::Static(price));
+        self
+    }
+
+    /// A price computed from the request head; `None` lets the request through for free.
+    /// Returned prices must be multiples of the tag modulus: a request priced otherwise is
+    /// answered 500 and logged as a configuration error.
+    pub fn price_fn<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<Raw> + Send + Sync + 'static,
+    {
+        self.pricing = Some(Pricing::Dynamic(Box::new(f)));
+        self
+    }
+
+    /// Network name in x402 requirements and receipts (default `nano:mainnet`).
+    pub fn network(mut self, network: impl Into<String>) -> Self {
+        self.network = network.into();
+        self
+    }
+
+    /// Public base URL (`https://api.example.com`); resource URLs are this plus the request path,
+    /// never taken from the `Host` header. Required.
+    pub fn public_base_url(mut self, url: impl Into<String>) -> Self {
+        self.public_base_url = Some(url.into());
+        self
+    }
+
+    /// Human description of the resource in x402 requirements.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// Media type of the resource in x402 requirements (default `application/json`).
+    pub fn mime_type(mut self, mime_type: impl Into<String>) -> Self {
+        self.mime_type = mime_type.into();
+        self
+    }
+
+    /// Session lifetime (default 300 s).
+    pub fn session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// Tag modulus (default 10,000,000 raw): tags are drawn from `[0, tag_modulus)`.
+    pub fn tag_modulus(mut self, modulus: u64) -> Self {
+        self.tag_modulus = modulus;
+        self
+    }
+
+    /// How long a paid retry may wait for an unconfirmed block (default 3 s).
+    pub fn confirm_wait(mut self, wait: Duration) -> Self {
+        self.confirm_wait = wait;
+        self
+    }
+
+    /// Allowed clock skew for the first-seen check (default 30 s).
+    pub fn timestamp_skew(mut self, skew: Duration) -> Self {
+        self.timestamp_skew = skew;
+        self
+    }
+
+    /// How long a spent block hash is kept (default 30 days); must exceed session TTL + skew.
+    pub fn spent_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The session store (default: in memory).
+    pub fn session_store(self, store: impl SessionStore) -> Self {
+        self.session_store_shared(Arc::new(store))
+    }
+
+    /// A session store shared with other layers or kept by the caller.
+    pub fn session_store_shared(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.sessions = Some(store);
+        self
+    }
+
+    /// The spent set (default: in memory).
+    pub fn spent_set(self, set: impl SpentSet) -> Self {
+        self.spent_set_shared(Arc::new(set))
+    }
+
+    /// A spent set shared with other layers or kept by the caller.
+    pub fn spent_set_shared(mut self, set: Arc<dyn SpentSet>) -> Self {
+        self.spent = Some(set);
+        self
+    }
+
+    /// The payment verifier (required), e.g. a [`NanoRpcVerifier`](crate::verify::NanoRpcVerifier).
+    pub fn verifier(self, verifier: impl PaymentVerifier) -> Self {
+        self.verifier_shared(Arc::new(verifier))
+    }
+
+    /// A verifier shared with other layers.
+    pub fn verifier_shared(mut self, verifier: Arc<dyn PaymentVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// Adds `Access-Control-Expose-Headers` for the payment headers to 402s and paid responses,
+    /// so browser clients can read them across origins (default off).
+    pub fn expose_headers(mut self, on: bool) -> Self {
+        self.expose_headers = on;
+        self
+    }
+
+    /// Validates the configuration and builds the layer.
+    pub fn build(self) -> Result<PaymentRequiredLayer, ConfigError> {
+        let pay_to = self.pay_to.ok_or(ConfigError::MissingPayTo)?;
+        if pay_to.is_burn() {
+            return Err(ConfigError::BurnPayTo);
+        }
+        if self.tag_modulus == 0 {
+            return Err(ConfigError::ZeroTagModulus);
+        }
+        let pricing = self.pricing.ok_or(ConfigError::MissingPrice)?;
+        if let Pricing::Static(price) = pricing {
+            check_price(price, self.tag_modulus)?;
+        }
+        let verifier = self.verifier.ok_or(ConfigError::MissingVerifier)?;
+        let base_url = self.public_base_url.ok_or(ConfigError::InvalidPublicUrl)?;
+        match url::Url::parse(&base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => return Err(ConfigError::InvalidPublicUrl),
+        }
+        if self.session_ttl.as_secs() == 0 {
+            return Err(ConfigError::ZeroSessionTtl);
+        }
+        let needed = self.session_ttl + self.timestamp_skew;
+        if self.retention <= needed {
+            return Err(ConfigError::RetentionTooShort { retention: self.retention, needed });
+        }
+        let challenge = Challenge::new(
+            pay_to,
+            self.tag_modulus,
+            &self.network,
+            &base_url,
+            &self.description,
+            &self.mime_type,
+        );
+        let shared = Shared {
+            challenge,
+            pricing,
+            sessions: self.sessions.unwrap_or_else(|| Arc::new(MemorySessionStore::default())),
+            spent: self.spent.unwrap_or_else(|| Arc::new(MemorySpentSet::default())),
+            verifier,
+            session_ttl: self.session_ttl,
+            timestamp_skew: self.timestamp_skew,
+            retention: self.retention,
+            confirm_wait: self.confirm_wait,
+            expose_headers: self.expose_headers,
+            metrics: Arc::default(),
+            last_prune: Default::default(),
+        };
+        Ok(PaymentRequiredLayer { shared: Arc::new(shared), body: EmptyBody })
+    }
+}
+
+/// The rule every price obeys: above zero, a multiple of the modulus (so `amount % modulus ==
+/// tag`), and room for the largest tag.
+pub(crate) fn check_price(price: Raw, modulus: u64) -> Result<(), ConfigError> {
+    if price.get() % modulus as u128 != 0 {
+        return Err(ConfigError::PriceNotMultiple { price, modulus });
+    }
+    if price == Raw::ZERO || price.checked_add(Raw::new(modulus as u128 - 1)).is_none() {
+        return Err(ConfigError::PriceOutOfRange);
+    }
+    Ok(())
+}

@@ -1,0 +1,392 @@
+//! One request through the paywall, top to bottom:
+//!
+//! 1. [`call`](PaymentRequired::call): price it (free: pass through untouched), read the proof
+//!    headers (malformed: 400 at once), then hand priced requests to the [`Gate`].
+//! 2. [`Gate::challenge`]: no proof, so issue a session and answer 402.
+//! 3. [`Gate::pay`] → [`Gate::settle`]: session, expiry, spent pre-check, verifier, claim;
+//!    then call the wrapped service with [`VerifiedPayment`] and add `PAYMENT-RESPONSE`.
+//!
+//! Every refusal is rendered by [`Gate::respond`], the one place that maps a reason to headers.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::header::{ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use tower_service::Service;
+
+use super::body::{EmptyBody, Refusal, RefusalBody};
+use super::builder::{check_price, Pricing, Shared};
+use super::future::ResponseFuture;
+use crate::nano::Raw;
+use crate::payment::VerifiedPayment;
+use crate::protocol::headers::{EXPOSE_LIST, PAYMENT_RESPONSE};
+use crate::protocol::{MalformedProof, Proof, Reason, SettlementResponse};
+use crate::session::{unix_now, Session};
+use crate::store::{Insert, StoreError};
+use crate::verify::{Expected, Rejection};
+
+/// How many tags to draw before giving up on finding a free `(pay_to, amount)`.
+const MAX_TAG_DRAWS: usize = 16;
+/// Seconds between opportunistic prunes of the stores.
+const PRUNE_EVERY_SECS: u64 = 60;
+
+/// The service [`PaymentRequiredLayer`](super::PaymentRequiredLayer) wraps around `S`.
+pub struct PaymentRequired<S, M = EmptyBody> {
+    inner: S,
+    gate: Gate<M>,
+}
+
+impl<S: Clone, M: Clone> Clone for PaymentRequired<S, M> {
+    fn clone(&self) -> Self {
+        PaymentRequired { inner: self.inner.clone(), gate: self.gate.clone() }
+    }
+}
+
+impl<S: std::fmt::Debug, M> std::fmt::Debug for PaymentRequired<S, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentRequired").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S, M> PaymentRequired<S, M> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, body: M) -> Self {
+        PaymentRequired { inner, gate: Gate { shared, body } }
+    }
+}
+
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for PaymentRequired<S, M>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
+    M: RefusalBody<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // 1. Price it. CORS preflight and unpriced requests go straight through.
+        let (req, price) = self.gate.price(req);
+        let price = match price {
+            Ok(Some(price)) => price,
+            Ok(None) => return ResponseFuture::passthrough(self.inner.call(req)),
+            Err(refusal) => return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new())),
+        };
+
+        // 2. Read the proof: pure parsing, so a bad request never costs I/O.
+        let proof = match Proof::from_headers(req.headers()) {
+            Ok(proof) => proof,
+            Err(MalformedProof(detail)) => {
+                tracing::info!(reason = "malformed_payment", detail, "payment refused");
+                self.gate.shared.metrics.refusal(Reason::MalformedPayment);
+                let refusal = Refusal { detail: Some(detail), ..Refusal::new(Reason::MalformedPayment) };
+                return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new()));
+            }
+        };
+
+        let gate = self.gate.clone();
+        match proof {
+            None => {
+                let path = path_of(&req);
+                ResponseFuture::gate(Box::pin(async move {
+                    Ok(gate.challenge(Reason::PaymentRequired, price, &path).await)
+                }))
+            }
+            Some(proof) => {
+                // The service polled ready is the one we call later; leave a clone in its place.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::gate(Box::pin(gate.pay(proof, price, req, inner)))
+            }
+        }
+    }
+}
+
+fn path_of<B>(req: &Request<B>) -> String {
+    req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned()
+}
+
+/// The async half of the layer: everything after the request has been priced and parsed.
+struct Gate<M> {
+    shared: Arc<Shared>,
+    body: M,
+}
+
+impl<M: Clone> Clone for Gate<M> {
+    fn clone(&self) -> Self {
+        Gate { shared: self.shared.clone(), body: self.body.clone() }
+    }
+}
+
+impl<M> Gate<M> {
+    /// The request's price: `Ok(None)` for free requests, `Err` for a misconfigured dynamic price.
+    fn price<B>(&self, req: Request<B>) -> (Request<B>, Result<Option<Raw>, Refusal>) {
+        if req.method() == Method::OPTIONS {
+            return (req, Ok(None));
+        }
+        match &self.shared.pricing {
+            Pricing::Static(price) => (req, Ok(Some(*price))),
+            Pricing::Dynamic(price_of) => {
+                let (parts, body) = req.into_parts();
+                let price = price_of(&parts);
+                let req = Request::from_parts(parts, body);
+                match price.map(|p| check_price(p, self.shared.challenge.tag_modulus()).map(|_| p)) {
+                    Some(Err(error)) => {
+                        tracing::error!(%error, "price_fn returned an invalid price; answering 500");
+                        let refusal = Refusal {
+                            reason: None,
+                            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+                            message: "The server's price for this resource is misconfigured.",
+                            detail: None,
+                            challenge: None,
+                        };
+                        (req, Err(refusal))
+                    }
+                    price => (req, Ok(price.map(|p| p.expect("checked")))),
+                }
+            }
+        }
+    }
+}
+
+impl<M> Gate<M> {
+    /// No proof yet (or a fresh challenge is due): issue a session and answer 402.
+    async fn challenge<B>(&self, reason: Reason, price: Raw, path: &str) -> Response<B>
+    where
+        M: RefusalBody<B>,
+    {
+        let mut headers = HeaderMap::new();
+        let refusal = match self.issue(price).await {
+            Ok(session) => {
+                let required = self.shared.challenge.payment_required(&session, path);
+                self.shared.challenge.write_headers(&session, &required, &mut headers);
+                self.shared.metrics.challenge();
+                Refusal { challenge: Some(required), ..Refusal::new(reason) }
+            }
+            Err(reason) => Refusal::new(reason),
+        };
+        self.respond(refusal, headers)
+    }
+
+    /// Draws a session whose amount no other pending session has, and stores it.
+    async fn issue(&self, price: Raw) -> Result<Session, Reason> {
+        let s = &*self.shared;
+        let now = unix_now();
+        self.maybe_prune(now);
+        for _ in 0..MAX_TAG_DRAWS {
+            let session =
+                Session::issue(s.challenge.pay_to(), price, s.challenge.tag_modulus(), now, s.session_ttl)
+                    .ok_or(Reason::StoreUnavailable)?;
+            match s.sessions.insert(&session, now).await.map_err(store_down)? {
+                Insert::Inserted => return Ok(session),
+                Insert::AmountInUse => continue,
+                Insert::Full => {
+                    tracing::warn!("session store is full; refusing new sessions (503)");
+                    return Err(Reason::StoreUnavailable);
+                }
+            }
+        }
+        tracing::warn!("no free tag after {MAX_TAG_DRAWS} draws; raise tag_modulus or lower traffic");
+        Err(Reason::StoreUnavailable)
+    }
+
+    /// A paid retry: settle it, then call the wrapped service, or refuse.
+    async fn pay<S, ReqBody, B>(
+        self,
+        proof: Proof,
+        price: Raw,
+        mut req: Request<ReqBody>,
+        mut inner: S,
+    ) -> Result<Response<B>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<B>>,
+        M: RefusalBody<B>,
+    {
+        let payment = match self.settle(&proof, price).await {
+            Ok(payment) => payment,
+            Err(reason) => {
+                self.shared.metrics.refusal(reason);
+                return Ok(if reason.fresh_challenge() {
+                    self.challenge(reason, price, &path_of(&req)).await
+                } else {
+                    self.respond(Refusal::new(reason), HeaderMap::new())
+                });
+            }
+        };
+        self.shared.metrics.grant();
+        let receipt = SettlementResponse::success(
+            payment.block.to_string(),
+            self.shared.challenge.network().to_owned(),
+            payment.payer.to_string(),
+        )
+        .to_header();
+        req.extensions_mut().insert(payment);
+        let mut response = inner.call(req).await?;
+        let headers = response.headers_mut();
+        headers.insert(PAYMENT_RESPONSE, receipt);
+        if self.shared.expose_headers {
+            headers.append(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_LIST));
+        }
+        Ok(response)
+    }
+
+    /// Verification in the spec's order (§5): cheap store reads first, the node last, then the
+    /// atomic claim. Nothing is consumed unless every step passes.
+    async fn settle(&self, proof: &Proof, price: Raw) -> Result<VerifiedPayment, Reason> {
+        let s = &*self.shared;
+        let session_tag = proof.session.fingerprint();
+        let outcome = async {
+            let now = unix_now();
+            let session = s.sessions.get(&proof.session).await.map_err(store_down)?;
+            // A session issued for another price (another route) does not exist for this one.
+            let session = session
+                .filter(|session| session.price == price && session.pay_to == s.challenge.pay_to())
+                .ok_or(Reason::UnknownSession)?;
+            if session.is_expired(now) {
+                s.sessions.take(&session.id).await.map_err(store_down)?;
+                tracing::info!(session = %session_tag, "session expired");
+                return Err(Reason::SessionExpired);
+            }
+            if s.spent.contains(&proof.block).await.map_err(store_down)? {
+                return Err(Reason::AlreadySpent);
+            }
+
+            let expected = Expected {
+                pay_to: session.pay_to,
+                amount: session.amount,
+                not_before: session.created_at.saturating_sub(s.timestamp_skew.as_secs()),
+                confirm_wait: s.confirm_wait,
+            };
+            let started = Instant::now();
+            let verified = s.verifier.verify(&proof.block, &expected).await;
+            s.metrics.verification(started.elapsed());
+            let block = verified.map_err(rejection_reason)?;
+            // A third-party verifier must answer for the block and amount it was asked about.
+            if block.hash != proof.block || block.amount != session.amount {
+                tracing::error!(block = %proof.block, "verifier answered for another block or amount");
+                return Err(Reason::InvalidBlock);
+            }
+
+            // Claim: the block first (exactly one claimer wins), then the session (taken once).
+            let keep_until = unix_now().saturating_add(s.retention.as_secs());
+            if !s.spent.claim(&proof.block, keep_until).await.map_err(store_down)? {
+                return Err(Reason::AlreadySpent);
+            }
+            let taken = s.sessions.take(&session.id).await;
+            if !matches!(taken, Ok(Some(_))) {
+                // The payment was not used: give the block back so it is not burned for nothing.
+                if let Err(error) = s.spent.release(&proof.block).await {
+                    tracing::error!(block = %proof.block, %error, "could not release a claim; the block stays spent");
+                }
+                return Err(if taken.is_err() { Reason::StoreUnavailable } else { Reason::SessionUsed });
+            }
+            Ok(VerifiedPayment {
+                block: block.hash,
+                payer: block.payer,
+                amount: block.amount,
+                price: session.price,
+                tag: session.tag,
+                session: session.id,
+                confirmation: block.confirmation,
+            })
+        }
+        .await;
+
+        match &outcome {
+            Ok(p) => {
+                tracing::info!(session = %session_tag, block = %p.block, payer = %p.payer, amount = %p.amount, "payment settled")
+            }
+            Err(Reason::AlreadySpent) => {
+                tracing::warn!(session = %session_tag, block = %proof.block, "replay refused: already_spent")
+            }
+            Err(reason) => {
+                tracing::info!(session = %session_tag, block = %proof.block, reason = reason.code(), "payment refused")
+            }
+        }
+        outcome
+    }
+
+    /// Renders a refusal: status, `Retry-After`, failed `PAYMENT-RESPONSE` after a proof,
+    /// `Cache-Control: no-store`, optional CORS exposure, and the body from the hook.
+    fn respond<B>(&self, refusal: Refusal, mut headers: HeaderMap) -> Response<B>
+    where
+        M: RefusalBody<B>,
+    {
+        if let Some(reason) = refusal.reason {
+            if let Some(secs) = reason.retry_after_secs() {
+                headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+            }
+            if reason.status() == http::StatusCode::PAYMENT_REQUIRED && reason.after_proof() {
+                let receipt =
+                    SettlementResponse::failure(reason.code(), self.shared.challenge.network().to_owned());
+                headers.insert(PAYMENT_RESPONSE, receipt.to_header());
+            }
+        }
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.shared.expose_headers {
+            headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_LIST));
+        }
+        let body = self.body.body(&refusal, &mut headers);
+        let mut response = Response::new(body);
+        *response.status_mut() = refusal.status;
+        *response.headers_mut() = headers;
+        response
+    }
+
+    /// Prunes both stores in the background at most once a minute (persistent backends with
+    /// native TTLs make this a cheap no-op).
+    fn maybe_prune(&self, now: u64) {
+        let last = self.shared.last_prune.load(Ordering::Relaxed);
+        if now < last + PRUNE_EVERY_SECS
+            || self
+                .shared
+                .last_prune
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (sessions, spent) = (self.shared.sessions.clone(), self.shared.spent.clone());
+        runtime.spawn(async move {
+            if let Err(error) = sessions.prune(now).await {
+                tracing::warn!(%error, "pruning sessions failed");
+            }
+            if let Err(error) = spent.prune(now).await {
+                tracing::warn!(%error, "pruning the spent set failed");
+            }
+        });
+    }
+}
+
+fn store_down(error: StoreError) -> Reason {
+    tracing::warn!(%error, "store unavailable");
+    Reason::StoreUnavailable
+}
+
+/// The one mapping from verifier answers to reason codes.
+fn rejection_reason(rejection: Rejection) -> Reason {
+    match rejection {
+        Rejection::NotFound => Reason::BlockNotFound,
+        Rejection::NotConfirmed => Reason::BlockNotConfirmed,
+        Rejection::WrongBlockType => Reason::WrongBlockType,
+        Rejection::WrongDestination => Reason::WrongDestination,
+        Rejection::WrongAmount => Reason::WrongAmount,
+        Rejection::TooOld => Reason::BlockTooOld,
+        Rejection::InvalidBlock(_) => Reason::InvalidBlock,
+        Rejection::Unavailable(error) => {
+            tracing::warn!(%error, "verifier unavailable");
+            Reason::VerifierUnavailable
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Payment sessions: what the server promised one client, and how ids and tags are drawn.
+//!
+//! No I/O here. A [`Session`] is created by [`Session::issue`] and stored by a
+//! [`SessionStore`](crate::store::SessionStore) before its challenge leaves the server.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use blake2::digest::consts::U4;
+use blake2::{Blake2b, Digest};
+use rand::rngs::OsRng;
+use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+
+use crate::nano::{Address, Raw};
+
+/// A 128-bit session id from the operating system's CSPRNG.
+///
+/// It is the secret that binds a payment to the client it was issued to, so its `Debug` form
+/// shows only a short fingerprint; [`Display`](fmt::Display) writes the full 32 lower-case hex
+/// digits for the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    /// A fresh id from the OS CSPRNG.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 16];
+        OsRng.fill_bytes(&mut bytes);
+        SessionId(bytes)
+    }
+
+    /// Wraps raw bytes (for stores that keep them as bytes).
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        SessionId(bytes)
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// A short, non-reversible tag for logs: 8 hex digits of blake2b-32 of the id.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(Blake2b::<U4>::digest(self.0))
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = crate::nano::ParseError;
+    /// Parses 32 hex digits (the server writes lower case; either case is accepted).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::nano::decode_hex::<16>(s).map(SessionId)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId(#{})", self.fingerprint())
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One pending payment: the server's own record, the only values it ever trusts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The secret id the client echoes back.
+    pub id: SessionId,
+    /// The merchant account to pay.
+    pub pay_to: Address,
+    /// The resource price, a multiple of the tag modulus.
+    pub price: Raw,
+    /// The per-session tag, uniform in `[0, tag_modulus)`.
+    pub tag: u64,
+    /// What the send must move exactly: `price + tag`.
+    pub amount: Raw,
+    /// Unix seconds when the session was issued.
+    pub created_at: u64,
+    /// Unix seconds after which the session is no longer accepted.
+    pub expires_at: u64,
+}
+
+impl Session {
+    /// Draws a new session: a CSPRNG id and an unbiased tag below `tag_modulus`.
+    ///
+    /// Returns `None` if `price + tag` would overflow `u128`.
+    ///
+    /// ```
+    /// use nanosession::{session::Session, nano::{Address, Raw}};
+    /// let pay_to: Address = "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo".parse().unwrap();
+    /// let s = Session::issue(pay_to, Raw::new(10_000_000_000), 10_000_000, 1_700_000_000, std::time::Duration::from_secs(300)).unwrap();
+    /// assert_eq!(s.amount.get() % 10_000_000, s.tag as u128);
+    /// assert_eq!(s.expires_at, 1_700_000_300);
+    /// ```
+    pub fn issue(pay_to: Address, price: Raw, tag_modulus: u64, now: u64, ttl: Duration) -> Option<Session> {
+        // gen_range uses rejection sampling: no modulo bias.
+        let tag = OsRng.gen_range(0..tag_modulus);
+        Some(Session {
+            id: SessionId::generate(),
+            pay_to,
+            price,
+            tag,
+            amount: price.checked_add(Raw::new(tag as u128))?,
+            created_at: now,
+            expires_at: now.saturating_add(ttl.as_secs()),
+        })
+    }
+
+    /// True once `now` is past the expiry.
+    pub fn is_expired(&self, now: u64) -> bool {
+        now > self.expires_at
+    }
+}
+
+/// Seconds since the Unix epoch, from the system clock.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// RFC 3339 UTC with `Z` for a Unix time in seconds (`2026-02-13T00:05:00Z`).
+pub fn rfc3339(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_hex_and_debug_is_redacted() {
+        let a = SessionId::generate();
+        let b = SessionId::generate();
+        assert_ne!(a, b);
+        let text = a.to_string();
+        assert_eq!(text.len(), 32);
+        assert!(text.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert_eq!(text.parse::<SessionId>().unwrap(), a);
+        assert!(!format!("{a:?}").contains(&text));
+        assert!(!format!("{a:?}").contains(&text[..8]));
+    }
+
+    #[test]
+    fn tags_cover_the_range_uniformly() {
+        let pay_to: Address =
+            "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo".parse().unwrap();
+        let mut counts = [0u32; 10];
+        for _ in 0..20_000 {
+            let s = Session::issue(pay_to, Raw::new(100), 10, 0, Duration::from_secs(1)).unwrap();
+            assert!(s.tag < 10);
+            assert_eq!(s.amount.get(), 100 + s.tag as u128);
+            counts[s.tag as usize] += 1;
+        }
+        // 2000 expected per bucket; 6 sigma is about 255.
+        assert!(counts.iter().all(|&c| (1745..=2255).contains(&c)), "{counts:?}");
+    }
+
+    #[test]
+    fn overflowing_amount_is_refused() {
+        let pay_to = Address::BURN;
+        assert!(
+            Session::issue(pay_to, Raw::new(u128::MAX), 10, 0, Duration::ZERO).map_or(true, |s| s.tag == 0)
+        );
+    }
+
+    #[test]
+    fn rfc3339_format() {
+        assert_eq!(rfc3339(1_770_941_100), "2026-02-13T00:05:00Z");
+    }
+}

@@ -1,0 +1,204 @@
+//! In-process stores: fast, bounded, correct under concurrency, and gone after a restart
+//! (so a replay of an old payment becomes possible then: use a persistent store in production).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{Insert, SessionStore, SpentSet, StoreError};
+use crate::nano::{Address, BlockHash, Raw};
+use crate::session::{Session, SessionId};
+
+/// Default maximum of pending sessions.
+pub const DEFAULT_SESSION_CAPACITY: usize = 100_000;
+/// Default maximum of spent hashes.
+pub const DEFAULT_SPENT_CAPACITY: usize = 1_000_000;
+
+/// In-memory [`SessionStore`]. One short `std::sync::Mutex` critical section per call (never
+/// held across an `.await`), with an expiry index so pruning costs only what it removes.
+///
+/// ```
+/// use nanosession::store::MemorySessionStore;
+/// let store = MemorySessionStore::with_capacity(10_000);
+/// ```
+#[derive(Debug)]
+pub struct MemorySessionStore {
+    capacity: usize,
+    inner: Mutex<Sessions>,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    by_id: HashMap<SessionId, Session>,
+    by_amount: HashMap<(Address, Raw), SessionId>,
+    by_expiry: BTreeSet<(u64, SessionId)>,
+}
+
+impl Sessions {
+    fn remove(&mut self, id: &SessionId) -> Option<Session> {
+        let s = self.by_id.remove(id)?;
+        self.by_expiry.remove(&(s.expires_at, s.id));
+        if self.by_amount.get(&(s.pay_to, s.amount)) == Some(id) {
+            self.by_amount.remove(&(s.pay_to, s.amount));
+        }
+        Some(s)
+    }
+
+    fn prune(&mut self, now: u64) -> u64 {
+        let mut removed = 0;
+        while let Some(&(expires_at, id)) = self.by_expiry.first() {
+            if expires_at >= now {
+                break;
+            }
+            self.remove(&id);
+            removed += 1;
+        }
+        removed
+    }
+}
+
+impl MemorySessionStore {
+    /// A store holding at most `capacity` pending sessions.
+    pub fn with_capacity(capacity: usize) -> Self {
+        MemorySessionStore { capacity, inner: Mutex::new(Sessions::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // breaks an invariant worse than refusing service, so recover the guard.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for MemorySessionStore {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_SESSION_CAPACITY)
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemorySessionStore {
+    async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
+        let mut s = self.lock();
+        if let Some(holder) = s.by_amount.get(&(session.pay_to, session.amount)).copied() {
+            match s.by_id.get(&holder) {
+                Some(h) if !h.is_expired(now) => return Ok(Insert::AmountInUse),
+                _ => {
+                    s.remove(&holder);
+                }
+            }
+        }
+        if s.by_id.len() >= self.capacity && (s.prune(now) == 0 || s.by_id.len() >= self.capacity) {
+            return Ok(Insert::Full);
+        }
+        if s.by_id.contains_key(&session.id) {
+            // 128-bit ids do not collide; refuse rather than overwrite if one ever does.
+            return Ok(Insert::AmountInUse);
+        }
+        s.by_amount.insert((session.pay_to, session.amount), session.id);
+        s.by_expiry.insert((session.expires_at, session.id));
+        s.by_id.insert(session.id, session.clone());
+        Ok(Insert::Inserted)
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().by_id.get(id).cloned())
+    }
+
+    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().remove(id))
+    }
+
+    async fn prune(&self, now: u64) -> Result<u64, StoreError> {
+        Ok(self.lock().prune(now))
+    }
+}
+
+/// In-memory [`SpentSet`], bounded: when full of unexpired entries it refuses new claims
+/// (the layer answers 503) instead of evicting, because eviction would re-open replays.
+#[derive(Debug)]
+pub struct MemorySpentSet {
+    capacity: usize,
+    inner: Mutex<Spent>,
+}
+
+#[derive(Debug, Default)]
+struct Spent {
+    by_hash: HashMap<BlockHash, u64>,
+    by_expiry: BTreeSet<(u64, BlockHash)>,
+}
+
+impl Spent {
+    fn prune(&mut self, now: u64) -> u64 {
+        let mut removed = 0;
+        while let Some(&(keep_until, hash)) = self.by_expiry.first() {
+            if keep_until >= now {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.by_hash.remove(&hash);
+            removed += 1;
+        }
+        removed
+    }
+}
+
+impl MemorySpentSet {
+    /// A set holding at most `capacity` hashes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        MemorySpentSet { capacity, inner: Mutex::new(Spent::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Spent> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for MemorySpentSet {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_SPENT_CAPACITY)
+    }
+}
+
+#[async_trait]
+impl SpentSet for MemorySpentSet {
+    async fn contains(&self, hash: &BlockHash) -> Result<bool, StoreError> {
+        Ok(self.lock().by_hash.contains_key(hash))
+    }
+
+    async fn claim(&self, hash: &BlockHash, keep_until: u64) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        if s.by_hash.contains_key(hash) {
+            return Ok(false);
+        }
+        if s.by_hash.len() >= self.capacity {
+            // Only entries past their retention may go; `keep_until` is at least now + retention,
+            // so anything older than the earliest retention horizon cannot be live.
+            let now = crate::session::unix_now();
+            s.prune(now);
+            if s.by_hash.len() >= self.capacity {
+                return Err(StoreError::new("memory", "spent set is full"));
+            }
+        }
+        s.by_hash.insert(*hash, keep_until);
+        s.by_expiry.insert((keep_until, *hash));
+        Ok(true)
+    }
+
+    async fn release(&self, hash: &BlockHash) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if let Some(keep_until) = s.by_hash.remove(hash) {
+            s.by_expiry.remove(&(keep_until, *hash));
+        }
+        Ok(())
+    }
+
+    async fn prune(&self, now: u64) -> Result<u64, StoreError> {
+        Ok(self.lock().prune(now))
+    }
+
+    async fn len(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.lock().by_hash.len() as u64))
+    }
+}

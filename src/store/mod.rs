@@ -1,0 +1,107 @@
+//! Where sessions and spent block hashes live: the [`SessionStore`] and [`SpentSet`] traits,
+//! with the invariants every backend must keep, and the in-memory backend.
+//!
+//! Both traits are object safe (`Arc<dyn SessionStore>`), so a backend can be chosen at run time
+//! from configuration. Times are Unix seconds passed in by the caller (the layer's clock), so
+//! every instance of a deployment applies one notion of "expired".
+
+use async_trait::async_trait;
+
+use crate::nano::BlockHash;
+use crate::session::{Session, SessionId};
+
+mod memory;
+
+pub use memory::{MemorySessionStore, MemorySpentSet};
+
+/// A backend failure. The layer answers `503 store_unavailable` and grants nothing.
+///
+/// The message must never contain credentials (connection URLs with passwords).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{backend} store: {message}")]
+pub struct StoreError {
+    /// Which backend failed (`"memory"`, `"redis"`, …).
+    pub backend: &'static str,
+    /// What went wrong, safe to log.
+    pub message: String,
+}
+
+impl StoreError {
+    /// A new error for `backend`.
+    pub fn new(backend: &'static str, message: impl Into<String>) -> Self {
+        StoreError { backend, message: message.into() }
+    }
+}
+
+/// The outcome of [`SessionStore::insert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    /// The session is stored.
+    Inserted,
+    /// Another pending (unexpired) session already has this `(pay_to, amount)`; nothing was
+    /// stored. The caller draws a new tag.
+    AmountInUse,
+    /// The store holds its maximum of pending sessions; nothing was stored.
+    Full,
+}
+
+/// Pending payment sessions.
+///
+/// Invariants every implementation must keep (the conformance tests check them):
+/// 1. **Amount uniqueness**: no two stored, unexpired sessions share `(pay_to, amount)`.
+///    [`insert`](SessionStore::insert) checks and stores atomically, across every instance that
+///    shares the backend. A session whose `expires_at < now` does not block its amount.
+/// 2. **Take once**: of any number of concurrent [`take`](SessionStore::take) calls for one id,
+///    across all instances, exactly one returns the session.
+/// 3. **Bounded**: a store never holds more than its capacity; when full (after dropping expired
+///    sessions) `insert` answers [`Insert::Full`].
+/// 4. **Expiry**: sessions are removed some time after `expires_at`, natively (TTL) or by
+///    [`prune`](SessionStore::prune). A store may keep an expired session until then; callers
+///    check `expires_at` themselves.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores `session` unless its amount is in use or the store is full. `now` decides which
+    /// stored sessions count as expired.
+    async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError>;
+
+    /// The session with this id, if stored (expired or not).
+    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// Removes the session and returns it; exactly one concurrent caller gets `Some`.
+    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// Removes sessions with `expires_at < now`; returns how many were removed.
+    async fn prune(&self, now: u64) -> Result<u64, StoreError>;
+}
+
+/// Block hashes that already paid for something.
+///
+/// Invariants every implementation must keep:
+/// 1. **Atomic claim**: [`claim`](SpentSet::claim) is insert-if-absent; of any number of
+///    concurrent claims of one hash, across all instances sharing the backend, exactly one
+///    returns `true`. (The seed's `has` then `add` races; `claim` is the one operation that
+///    decides.)
+/// 2. **Retention**: a claimed hash stays claimed at least until the `keep_until` it was claimed
+///    with. Dropping it earlier re-opens the block for replay, so a full store refuses new claims
+///    with an error rather than evicting live entries.
+/// 3. **Durability** (persistent backends): a claim that returned `true` survives a crash.
+#[async_trait]
+pub trait SpentSet: Send + Sync + 'static {
+    /// Whether the hash is claimed (a cheap pre-check; [`claim`](SpentSet::claim) decides).
+    async fn contains(&self, hash: &BlockHash) -> Result<bool, StoreError>;
+
+    /// Claims the hash until `keep_until` (Unix seconds) if nobody has; `true` if this call did.
+    async fn claim(&self, hash: &BlockHash, keep_until: u64) -> Result<bool, StoreError>;
+
+    /// Undoes this caller's own successful claim (used when the session was consumed by a
+    /// concurrent request, so the payment was not used).
+    async fn release(&self, hash: &BlockHash) -> Result<(), StoreError>;
+
+    /// Removes entries whose `keep_until < now`; returns how many were removed.
+    async fn prune(&self, now: u64) -> Result<u64, StoreError>;
+
+    /// How many hashes are held (for monitoring), if the backend can tell cheaply.
+    async fn len(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+}
