@@ -1,1 +1,119 @@
-fn main() {}
+//! The paywall server, configured from the environment (see the README's table).
+//!
+//! ```sh
+//! NANOSESSION_PAY_TO=nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo \
+//! NANO_RPC_URLS=http://127.0.0.1:45000 cargo run --example server
+//! ```
+//!
+//! `GET /` and `GET /healthz` are free; `GET /paid` costs `NANOSESSION_PRICE_RAW`.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use nanosession::nano::{Address, Raw};
+use nanosession::rpc::NanoRpcClient;
+use nanosession::verify::NanoRpcVerifier;
+use nanosession::{PaymentRequiredLayer, VerifiedPayment};
+
+/// A start-up problem: one line naming the variable.
+struct ConfigError(String);
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn required(name: &str) -> Result<String, ConfigError> {
+    var(name).ok_or_else(|| ConfigError(format!("{name} is required")))
+}
+
+fn parsed<T: FromStr>(name: &str, default: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = var(name).unwrap_or_else(|| default.to_owned());
+    value.trim().parse().map_err(|e| ConfigError(format!("{name} is invalid: {e}")))
+}
+
+struct Config {
+    listen: SocketAddr,
+    layer: PaymentRequiredLayer<nanosession::layer::JsonBody>,
+}
+
+fn config() -> Result<Config, ConfigError> {
+    let listen: SocketAddr = parsed("NANOSESSION_LISTEN", "127.0.0.1:3000")?;
+    let pay_to: Address = required("NANOSESSION_PAY_TO")?
+        .trim()
+        .parse()
+        .map_err(|e| ConfigError(format!("NANOSESSION_PAY_TO is invalid: {e}")))?;
+    let price: Raw = parsed("NANOSESSION_PRICE_RAW", "1000000000000000000000000")?;
+    let urls: Vec<String> =
+        required("NANO_RPC_URLS")?.split(',').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
+    let network = var("NANOSESSION_NETWORK").unwrap_or_else(|| "nano:mainnet".to_owned());
+    let public_url = var("NANOSESSION_PUBLIC_URL").unwrap_or_else(|| format!("http://{listen}"));
+    let ttl: u64 = parsed("NANOSESSION_SESSION_TTL_SECS", "300")?;
+    let modulus: u64 = parsed("NANOSESSION_TAG_MODULUS", "10000000")?;
+    let confirm_ms: u64 = parsed("NANOSESSION_CONFIRM_WAIT_MS", "3000")?;
+    let skew: u64 = parsed("NANOSESSION_TIMESTAMP_SKEW_SECS", "30")?;
+    match var("NANOSESSION_STORE").as_deref().unwrap_or("memory") {
+        "memory" => tracing::warn!(
+            "NANOSESSION_STORE=memory: spent payments are forgotten on restart, so old payments can be replayed then"
+        ),
+        other => return Err(ConfigError(format!("NANOSESSION_STORE is invalid: {other:?} (supported: memory)"))),
+    }
+
+    let client = NanoRpcClient::new(urls).map_err(|e| ConfigError(format!("NANO_RPC_URLS is invalid: {e}")))?;
+    let layer = PaymentRequiredLayer::builder()
+        .pay_to(pay_to)
+        .price(price)
+        .network(network)
+        .public_base_url(public_url)
+        .session_ttl(Duration::from_secs(ttl))
+        .tag_modulus(modulus)
+        .confirm_wait(Duration::from_millis(confirm_ms))
+        .timestamp_skew(Duration::from_secs(skew))
+        .description("A paid JSON resource")
+        .verifier(NanoRpcVerifier::builder(client).build())
+        .build()
+        .map_err(|e| ConfigError(format!("configuration refused: {e} (check NANOSESSION_PRICE_RAW, NANOSESSION_TAG_MODULUS, NANOSESSION_SESSION_TTL_SECS, NANOSESSION_PUBLIC_URL)")))?
+        .json_body();
+    Ok(Config { listen, layer })
+}
+
+async fn paid(Extension(payment): Extension<VerifiedPayment>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "paid": true,
+        "block": payment.block.to_string(),
+        "payer": payment.payer.to_string(),
+        "amount": payment.amount.to_string(),
+    }))
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let config = match config() {
+        Ok(config) => config,
+        Err(ConfigError(line)) => {
+            eprintln!("error: {line}");
+            std::process::exit(2);
+        }
+    };
+    let app = Router::new()
+        .route("/paid", get(paid).route_layer(config.layer))
+        .route("/", get(|| async { "nanosession example server: GET /paid costs Nano\n" }))
+        .route("/healthz", get(|| async { "ok\n" }));
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("error: NANOSESSION_LISTEN {}: cannot listen: {e}", config.listen);
+            std::process::exit(2);
+        }
+    };
+    tracing::info!(listen = %config.listen, "listening");
+    axum::serve(listener, app).await.expect("server error");
+}
