@@ -10,6 +10,8 @@ use async_trait::async_trait;
 use crate::nano::BlockHash;
 use crate::session::{Session, SessionId};
 
+#[cfg(feature = "test-util")]
+pub mod conformance;
 mod memory;
 
 pub use memory::{MemorySessionStore, MemorySpentSet};

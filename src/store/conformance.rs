@@ -1,0 +1,244 @@
+//! The conformance suite every store backend must pass (feature `test-util`).
+//!
+//! Each function checks one invariant of [`SessionStore`] or [`SpentSet`] and panics with a
+//! message naming it if the store breaks it. The functions use fresh random merchants and
+//! hashes, so one backend instance (one Redis, one database) can run them all concurrently.
+//! The [`session_store_conformance!`](crate::session_store_conformance) and
+//! [`spent_set_conformance!`](crate::spent_set_conformance) macros turn them into one
+//! `#[tokio::test]` each:
+//!
+//! ```ignore
+//! nanosession::session_store_conformance!(async { std::sync::Arc::new(MyStore::connect().await) });
+//! nanosession::spent_set_conformance!(async { std::sync::Arc::new(MySpentSet::connect().await) });
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngCore;
+
+use super::{Insert, SessionStore, SpentSet};
+use crate::nano::{Address, BlockHash, PublicKey, Raw};
+use crate::session::{unix_now, Session, SessionId};
+
+/// How many tasks race in the concurrency checks.
+pub const RACERS: usize = 32;
+
+/// A fresh random merchant, so concurrent checks never share an amount index.
+pub fn random_merchant() -> Address {
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    Address::from(PublicKey::from_bytes(key))
+}
+
+/// A fresh random block hash.
+pub fn random_hash() -> BlockHash {
+    let mut hash = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut hash);
+    BlockHash::from_bytes(hash)
+}
+
+/// A session for `pay_to` moving `price + tag`, created `age` seconds ago, living `ttl` seconds.
+pub fn session(pay_to: Address, price: u128, tag: u64, age: u64, ttl: u64) -> Session {
+    let created_at = unix_now() - age;
+    Session {
+        id: SessionId::generate(),
+        pay_to,
+        price: Raw::new(price),
+        tag,
+        amount: Raw::new(price + tag as u128),
+        created_at,
+        expires_at: created_at + ttl,
+    }
+}
+
+/// Insert, get and take round-trip the session unchanged; take removes it.
+pub async fn session_round_trip(store: Arc<dyn SessionStore>) {
+    let s = session(random_merchant(), 1_000_000, 42, 0, 300);
+    assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted, "insert");
+    assert_eq!(store.get(&s.id).await.unwrap().as_ref(), Some(&s), "get returns what was inserted");
+    assert_eq!(store.take(&s.id).await.unwrap().as_ref(), Some(&s), "take returns the session");
+    assert_eq!(store.get(&s.id).await.unwrap(), None, "take removes the session");
+    assert_eq!(store.take(&s.id).await.unwrap(), None, "take is once");
+    assert_eq!(store.get(&SessionId::generate()).await.unwrap(), None, "unknown id");
+}
+
+/// No two pending sessions share `(pay_to, amount)`; other merchants and amounts are free.
+pub async fn session_amount_is_unique(store: Arc<dyn SessionStore>) {
+    let merchant = random_merchant();
+    let a = session(merchant, 1_000_000, 7, 0, 300);
+    assert_eq!(store.insert(&a, unix_now()).await.unwrap(), Insert::Inserted);
+    let same_amount = session(merchant, 1_000_000, 7, 0, 300);
+    assert_eq!(store.insert(&same_amount, unix_now()).await.unwrap(), Insert::AmountInUse, "same amount");
+    assert_eq!(store.get(&same_amount.id).await.unwrap(), None, "a refused session is not stored");
+    let other_tag = session(merchant, 1_000_000, 8, 0, 300);
+    assert_eq!(store.insert(&other_tag, unix_now()).await.unwrap(), Insert::Inserted, "other amount");
+    let other_merchant = session(random_merchant(), 1_000_000, 7, 0, 300);
+    assert_eq!(store.insert(&other_merchant, unix_now()).await.unwrap(), Insert::Inserted, "other merchant");
+    // Once the holder is consumed, its amount is free again.
+    store.take(&a.id).await.unwrap();
+    let again = session(merchant, 1_000_000, 7, 0, 300);
+    assert_eq!(store.insert(&again, unix_now()).await.unwrap(), Insert::Inserted, "amount freed by take");
+}
+
+/// Concurrent inserts of one amount: exactly one succeeds.
+pub async fn session_amount_is_unique_under_races(store: Arc<dyn SessionStore>) {
+    let merchant = random_merchant();
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.insert(&session(merchant, 5_000_000, 3, 0, 300), unix_now()).await })
+        })
+        .collect();
+    let mut inserted = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap() == Insert::Inserted {
+            inserted += 1;
+        }
+    }
+    assert_eq!(inserted, 1, "exactly one of {RACERS} racing inserts of one amount wins");
+}
+
+/// An expired session does not hold its amount.
+pub async fn session_expired_amount_is_free(store: Arc<dyn SessionStore>) {
+    let merchant = random_merchant();
+    let old = session(merchant, 1_000_000, 9, 400, 300); // expired 100 s ago
+    let _ = store.insert(&old, unix_now()).await.unwrap();
+    let new = session(merchant, 1_000_000, 9, 0, 300);
+    assert_eq!(store.insert(&new, unix_now()).await.unwrap(), Insert::Inserted, "expired holder blocks nothing");
+}
+
+/// Of many concurrent takes of one session, exactly one gets it.
+pub async fn session_take_once_under_races(store: Arc<dyn SessionStore>) {
+    let s = session(random_merchant(), 1_000_000, 1, 0, 300);
+    assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let (store, id) = (store.clone(), s.id);
+            tokio::spawn(async move { store.take(&id).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap().is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one of {RACERS} racing takes gets the session");
+}
+
+/// After `prune(now)`, no session with `expires_at < now` can be read; live ones stay.
+pub async fn session_prune_removes_only_expired(store: Arc<dyn SessionStore>) {
+    let merchant = random_merchant();
+    let expired = session(merchant, 1_000_000, 1, 400, 300);
+    let live = session(merchant, 1_000_000, 2, 0, 300);
+    let _ = store.insert(&expired, expired.created_at).await.unwrap();
+    assert_eq!(store.insert(&live, unix_now()).await.unwrap(), Insert::Inserted);
+    store.prune(unix_now()).await.unwrap();
+    assert_eq!(store.get(&expired.id).await.unwrap(), None, "expired session pruned");
+    assert_eq!(store.get(&live.id).await.unwrap().as_ref(), Some(&live), "live session kept");
+}
+
+/// A store built with room for `capacity` sessions refuses the next one with [`Insert::Full`],
+/// and has room again once a session is taken.
+pub async fn session_store_is_bounded(store: Arc<dyn SessionStore>, capacity: usize) {
+    let merchant = random_merchant();
+    let mut first = None;
+    for tag in 0..capacity as u64 {
+        let s = session(merchant, 1_000_000, tag, 0, 300);
+        assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted, "within capacity");
+        first.get_or_insert(s.id);
+    }
+    let over = session(merchant, 1_000_000, capacity as u64, 0, 300);
+    assert_eq!(store.insert(&over, unix_now()).await.unwrap(), Insert::Full, "over capacity");
+    store.take(&first.unwrap()).await.unwrap();
+    assert_eq!(store.insert(&over, unix_now()).await.unwrap(), Insert::Inserted, "room after a take");
+}
+
+/// `claim` is insert-if-absent; `contains` sees claims; `release` undoes one.
+pub async fn spent_claim_once(spent: Arc<dyn SpentSet>) {
+    let hash = random_hash();
+    let keep = unix_now() + 3600;
+    assert!(!spent.contains(&hash).await.unwrap(), "fresh hash is not spent");
+    assert!(spent.claim(&hash, keep).await.unwrap(), "first claim wins");
+    assert!(spent.contains(&hash).await.unwrap(), "claimed hash is spent");
+    assert!(!spent.claim(&hash, keep).await.unwrap(), "second claim loses");
+    spent.release(&hash).await.unwrap();
+    assert!(!spent.contains(&hash).await.unwrap(), "released hash is not spent");
+    assert!(spent.claim(&hash, keep).await.unwrap(), "released hash can be claimed again");
+}
+
+/// Of many concurrent claims of one hash, exactly one wins.
+pub async fn spent_claim_once_under_races(spent: Arc<dyn SpentSet>) {
+    let hash = random_hash();
+    let keep = unix_now() + 3600;
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let spent = spent.clone();
+            tokio::spawn(async move { spent.claim(&hash, keep).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one of {RACERS} racing claims wins");
+}
+
+/// Pruning never drops an entry before its `keep_until`, and drops it after.
+pub async fn spent_prune_respects_retention(spent: Arc<dyn SpentSet>) {
+    let (live, old) = (random_hash(), random_hash());
+    let now = unix_now();
+    assert!(spent.claim(&live, now + 3600).await.unwrap());
+    assert!(spent.claim(&old, now + 1).await.unwrap());
+    spent.prune(now).await.unwrap();
+    assert!(spent.contains(&live).await.unwrap(), "prune keeps entries within retention");
+    assert!(spent.contains(&old).await.unwrap(), "prune keeps entries until keep_until");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    spent.prune(unix_now()).await.unwrap();
+    assert!(!spent.contains(&old).await.unwrap(), "entries past keep_until are dropped");
+    assert!(spent.contains(&live).await.unwrap(), "live entries survive");
+}
+
+/// One `#[tokio::test]` per session-store invariant. `$make` is an expression (it may be an
+/// `async` block) producing an `Arc<dyn SessionStore>`-compatible `Arc`; it is evaluated once
+/// per test. `$capacity` is the capacity the factory's stores were built with.
+#[macro_export]
+macro_rules! session_store_conformance {
+    ($make:expr, capacity = $capacity:expr) => {
+        $crate::session_store_conformance!(@tests $make;
+            session_round_trip, session_amount_is_unique, session_amount_is_unique_under_races,
+            session_expired_amount_is_free, session_take_once_under_races,
+            session_prune_removes_only_expired);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn session_store_is_bounded() {
+            let store: ::std::sync::Arc<dyn $crate::store::SessionStore> = $make.await;
+            $crate::store::conformance::session_store_is_bounded(store, $capacity).await;
+        }
+    };
+    (@tests $make:expr; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let store: ::std::sync::Arc<dyn $crate::store::SessionStore> = $make.await;
+            $crate::store::conformance::$name(store).await;
+        }
+    )*};
+}
+
+/// One `#[tokio::test]` per spent-set invariant; see [`session_store_conformance!`].
+#[macro_export]
+macro_rules! spent_set_conformance {
+    ($make:expr) => {
+        $crate::spent_set_conformance!(@tests $make;
+            spent_claim_once, spent_claim_once_under_races, spent_prune_respects_retention);
+    };
+    (@tests $make:expr; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let spent: ::std::sync::Arc<dyn $crate::store::SpentSet> = $make.await;
+            $crate::store::conformance::$name(spent).await;
+        }
+    )*};
+}
