@@ -24,3 +24,45 @@ mod memory {
         assert!(spent.contains(&a).await.unwrap() && spent.contains(&b).await.unwrap());
     }
 }
+
+mod file {
+    use std::sync::Arc;
+
+    use nanosession::store::conformance::{random_hash, random_merchant, session};
+    use nanosession::store::{FileStore, Insert, SessionStore, SpentSet};
+
+    /// A fresh database file per test, removed when the process exits.
+    fn path() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join("nanosession-file-store-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(format!("{}.redb", nanosession::session::SessionId::generate()))
+    }
+
+    nanosession::session_store_conformance!(
+        async { Arc::new(FileStore::open_with_capacity(path(), 64).await.unwrap()) },
+        capacity = 64
+    );
+    nanosession::spent_set_conformance!(async { Arc::new(FileStore::open(path()).await.unwrap()) });
+
+    #[tokio::test]
+    async fn survives_reopening() {
+        let path = path();
+        let hash = random_hash();
+        let s = session(random_merchant(), 1_000_000, 5, 0, 300);
+        {
+            let store = FileStore::open(&path).await.unwrap();
+            assert!(store.claim(&hash, nanosession::session::unix_now() + 3600).await.unwrap());
+            assert_eq!(store.insert(&s, nanosession::session::unix_now()).await.unwrap(), Insert::Inserted);
+        }
+        let store = FileStore::open(&path).await.unwrap();
+        assert!(store.contains(&hash).await.unwrap(), "spent hash survives a reopen");
+        assert!(!store.claim(&hash, nanosession::session::unix_now() + 3600).await.unwrap());
+        assert_eq!(store.get(&s.id).await.unwrap(), Some(s.clone()), "pending session survives a reopen");
+        let same_amount = session(s.pay_to, 1_000_000, 5, 0, 300);
+        assert_eq!(
+            store.insert(&same_amount, nanosession::session::unix_now()).await.unwrap(),
+            Insert::AmountInUse
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+}

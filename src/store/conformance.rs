@@ -87,7 +87,9 @@ pub async fn session_amount_is_unique_under_races(store: Arc<dyn SessionStore>) 
     let tasks: Vec<_> = (0..RACERS)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.insert(&session(merchant, 5_000_000, 3, 0, 300), unix_now()).await })
+            tokio::spawn(
+                async move { store.insert(&session(merchant, 5_000_000, 3, 0, 300), unix_now()).await },
+            )
         })
         .collect();
     let mut inserted = 0;
@@ -105,7 +107,11 @@ pub async fn session_expired_amount_is_free(store: Arc<dyn SessionStore>) {
     let old = session(merchant, 1_000_000, 9, 400, 300); // expired 100 s ago
     let _ = store.insert(&old, unix_now()).await.unwrap();
     let new = session(merchant, 1_000_000, 9, 0, 300);
-    assert_eq!(store.insert(&new, unix_now()).await.unwrap(), Insert::Inserted, "expired holder blocks nothing");
+    assert_eq!(
+        store.insert(&new, unix_now()).await.unwrap(),
+        Insert::Inserted,
+        "expired holder blocks nothing"
+    );
 }
 
 /// Of many concurrent takes of one session, exactly one gets it.

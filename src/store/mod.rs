@@ -12,8 +12,12 @@ use crate::session::{Session, SessionId};
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
+#[cfg(feature = "file")]
+mod file;
 mod memory;
 
+#[cfg(feature = "file")]
+pub use file::FileStore;
 pub use memory::{MemorySessionStore, MemorySpentSet};
 
 /// A backend failure. The layer answers `503 store_unavailable` and grants nothing.

@@ -1,0 +1,289 @@
+//! The embedded single-file store ([redb]): sessions and the spent set in one file, durable
+//! across crashes. The default for a single instance.
+//!
+//! Every mutation is one redb write transaction, committed with fsync (redb's default
+//! `Durability::Immediate`) before the call returns, so a claim that reported `true` has
+//! reached the disk before the layer grants anything. redb runs one write transaction at a
+//! time, which makes check-and-insert and take-once atomic without further locking.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::{Insert, SessionStore, SpentSet, StoreError};
+use crate::nano::BlockHash;
+use crate::session::{Session, SessionId};
+
+/// id (16) -> session JSON.
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+/// pay_to key (32) ‖ amount big-endian (16) -> id (16): the pending-amount index.
+const AMOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("session_amounts");
+/// expires_at big-endian (8) ‖ id (16) -> (): the expiry index, pruned from the front.
+const SESSION_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("session_expiry");
+/// block hash (32) -> keep_until.
+const SPENT: TableDefinition<&[u8], u64> = TableDefinition::new("spent");
+/// keep_until big-endian (8) ‖ hash (32) -> ().
+const SPENT_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("spent_expiry");
+
+/// Default maximum of pending sessions in the file.
+pub const DEFAULT_FILE_SESSION_CAPACITY: u64 = 100_000;
+
+/// Sessions and spent set in one redb file. Implements both [`SessionStore`] and [`SpentSet`];
+/// share one `Arc<FileStore>` as both.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), nanosession::store::StoreError> {
+/// use std::sync::Arc;
+/// let store = Arc::new(nanosession::store::FileStore::open("nanosession.redb").await?);
+/// // builder.session_store_shared(store.clone()).spent_set_shared(store)
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct FileStore {
+    db: Arc<Database>,
+    capacity: u64,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStore").field("capacity", &self.capacity).finish_non_exhaustive()
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::new("file", e.to_string())
+}
+
+fn amount_key(s: &Session) -> [u8; 48] {
+    let mut k = [0u8; 48];
+    k[..32].copy_from_slice(s.pay_to.public_key().as_bytes());
+    k[32..].copy_from_slice(&s.amount.get().to_be_bytes());
+    k
+}
+
+fn expiry_key<const N: usize>(at: u64, id: &[u8; N]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + N);
+    k.extend_from_slice(&at.to_be_bytes());
+    k.extend_from_slice(id);
+    k
+}
+
+fn decode(bytes: &[u8]) -> Result<Session, redb::Error> {
+    serde_json::from_slice(bytes).map_err(|e| redb::Error::Corrupted(format!("session record: {e}")))
+}
+
+impl FileStore {
+    /// Opens (or creates) the store at `path` with the default session capacity.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_capacity(path, DEFAULT_FILE_SESSION_CAPACITY).await
+    }
+
+    /// Opens (or creates) the store at `path`, holding at most `capacity` pending sessions.
+    pub async fn open_with_capacity(path: impl AsRef<Path>, capacity: u64) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_owned();
+        let db = tokio::task::spawn_blocking(move || -> Result<Database, redb::Error> {
+            let db = Database::create(&path)?;
+            let tx = db.begin_write()?;
+            // Create every table up front so readers never see "table does not exist".
+            tx.open_table(SESSIONS)?;
+            tx.open_table(AMOUNTS)?;
+            tx.open_table(SESSION_EXPIRY)?;
+            tx.open_table(SPENT)?;
+            tx.open_table(SPENT_EXPIRY)?;
+            tx.commit()?;
+            Ok(db)
+        })
+        .await
+        .map_err(err)?
+        .map_err(err)?;
+        Ok(FileStore { db: Arc::new(db), capacity })
+    }
+
+    /// Runs blocking redb work off the async executor.
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(err)?.map_err(err)
+    }
+}
+
+/// Removes one session and its index entries inside a write transaction.
+fn remove_session(tx: &redb::WriteTransaction, id: &SessionId) -> Result<Option<Session>, redb::Error> {
+    let mut sessions = tx.open_table(SESSIONS)?;
+    let Some(bytes) = sessions.remove(id.as_bytes().as_slice())? else { return Ok(None) };
+    let session = decode(bytes.value())?;
+    drop(bytes);
+    let mut amounts = tx.open_table(AMOUNTS)?;
+    let akey = amount_key(&session);
+    let holder = amounts.get(akey.as_slice())?.map(|g| g.value().to_vec());
+    if holder.as_deref() == Some(id.as_bytes().as_slice()) {
+        amounts.remove(akey.as_slice())?;
+    }
+    tx.open_table(SESSION_EXPIRY)?.remove(expiry_key(session.expires_at, id.as_bytes()).as_slice())?;
+    Ok(Some(session))
+}
+
+fn prune_sessions(tx: &redb::WriteTransaction, now: u64) -> Result<u64, redb::Error> {
+    let mut expired = Vec::new();
+    {
+        let index = tx.open_table(SESSION_EXPIRY)?;
+        for entry in index.range(..expiry_key(now, &[0u8; 16]).as_slice())? {
+            let (key, _) = entry?;
+            let id: [u8; 16] = key.value()[8..24].try_into().expect("expiry keys are 24 bytes");
+            expired.push(SessionId::from_bytes(id));
+        }
+    }
+    for id in &expired {
+        remove_session(tx, id)?;
+    }
+    Ok(expired.len() as u64)
+}
+
+#[async_trait]
+impl SessionStore for FileStore {
+    async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
+        let (session, capacity) = (session.clone(), self.capacity);
+        self.run(move |db| {
+            let tx = db.begin_write()?;
+            let akey = amount_key(&session);
+            let holder = tx.open_table(AMOUNTS)?.get(akey.as_slice())?.map(|g| g.value().to_vec());
+            if let Some(holder) = holder {
+                let id = SessionId::from_bytes(holder.as_slice().try_into().expect("ids are 16 bytes"));
+                let live = match tx.open_table(SESSIONS)?.get(id.as_bytes().as_slice())? {
+                    Some(bytes) => !decode(bytes.value())?.is_expired(now),
+                    None => false,
+                };
+                if live {
+                    return Ok(Insert::AmountInUse);
+                }
+                remove_session(&tx, &id)?;
+                tx.open_table(AMOUNTS)?.remove(akey.as_slice())?;
+            }
+            if tx.open_table(SESSIONS)?.len()? >= capacity {
+                prune_sessions(&tx, now)?;
+                if tx.open_table(SESSIONS)?.len()? >= capacity {
+                    return Ok(Insert::Full);
+                }
+            }
+            let json = serde_json::to_vec(&session).expect("sessions serialize");
+            tx.open_table(SESSIONS)?.insert(session.id.as_bytes().as_slice(), json.as_slice())?;
+            tx.open_table(AMOUNTS)?.insert(akey.as_slice(), session.id.as_bytes().as_slice())?;
+            tx.open_table(SESSION_EXPIRY)?
+                .insert(expiry_key(session.expires_at, session.id.as_bytes()).as_slice(), ())?;
+            tx.commit()?;
+            Ok(Insert::Inserted)
+        })
+        .await
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let id = *id;
+        self.run(move |db| {
+            let tx = db.begin_read()?;
+            let table = tx.open_table(SESSIONS)?;
+            let found = table.get(id.as_bytes().as_slice())?;
+            found.map(|bytes| decode(bytes.value())).transpose()
+        })
+        .await
+    }
+
+    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let id = *id;
+        self.run(move |db| {
+            let tx = db.begin_write()?;
+            let taken = remove_session(&tx, &id)?;
+            tx.commit()?;
+            Ok(taken)
+        })
+        .await
+    }
+
+    async fn prune(&self, now: u64) -> Result<u64, StoreError> {
+        self.run(move |db| {
+            let tx = db.begin_write()?;
+            let removed = prune_sessions(&tx, now)?;
+            tx.commit()?;
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SpentSet for FileStore {
+    async fn contains(&self, hash: &BlockHash) -> Result<bool, StoreError> {
+        let hash = *hash;
+        self.run(move |db| Ok(db.begin_read()?.open_table(SPENT)?.get(hash.as_bytes().as_slice())?.is_some()))
+            .await
+    }
+
+    async fn claim(&self, hash: &BlockHash, keep_until: u64) -> Result<bool, StoreError> {
+        let hash = *hash;
+        self.run(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut spent = tx.open_table(SPENT)?;
+                if spent.get(hash.as_bytes().as_slice())?.is_some() {
+                    return Ok(false);
+                }
+                spent.insert(hash.as_bytes().as_slice(), keep_until)?;
+                tx.open_table(SPENT_EXPIRY)?
+                    .insert(expiry_key(keep_until, hash.as_bytes()).as_slice(), ())?;
+            }
+            // Durable before the layer grants anything.
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release(&self, hash: &BlockHash) -> Result<(), StoreError> {
+        let hash = *hash;
+        self.run(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let removed = tx.open_table(SPENT)?.remove(hash.as_bytes().as_slice())?.map(|g| g.value());
+                if let Some(keep_until) = removed {
+                    tx.open_table(SPENT_EXPIRY)?
+                        .remove(expiry_key(keep_until, hash.as_bytes()).as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn prune(&self, now: u64) -> Result<u64, StoreError> {
+        self.run(move |db| {
+            let tx = db.begin_write()?;
+            let mut old = Vec::new();
+            {
+                let index = tx.open_table(SPENT_EXPIRY)?;
+                for entry in index.range(..expiry_key(now, &[0u8; 32]).as_slice())? {
+                    old.push(entry?.0.value().to_vec());
+                }
+            }
+            {
+                let mut spent = tx.open_table(SPENT)?;
+                let mut index = tx.open_table(SPENT_EXPIRY)?;
+                for key in &old {
+                    spent.remove(&key[8..])?;
+                    index.remove(key.as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(old.len() as u64)
+        })
+        .await
+    }
+
+    async fn len(&self) -> Result<Option<u64>, StoreError> {
+        self.run(|db| Ok(Some(db.begin_read()?.open_table(SPENT)?.len()?))).await
+    }
+}
