@@ -49,8 +49,11 @@ fn config() -> Result<Config, ConfigError> {
         .parse()
         .map_err(|e| ConfigError(format!("NANOSESSION_PAY_TO is invalid: {e}")))?;
     let price: Raw = parsed("NANOSESSION_PRICE_RAW", "1000000000000000000000000")?;
-    let urls: Vec<String> =
-        required("NANO_RPC_URLS")?.split(',').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
+    let urls: Vec<String> = required("NANO_RPC_URLS")?
+        .split(',')
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
     let network = var("NANOSESSION_NETWORK").unwrap_or_else(|| "nano:mainnet".to_owned());
     let public_url = var("NANOSESSION_PUBLIC_URL").unwrap_or_else(|| format!("http://{listen}"));
     let ttl: u64 = parsed("NANOSESSION_SESSION_TTL_SECS", "300")?;
@@ -64,7 +67,8 @@ fn config() -> Result<Config, ConfigError> {
         other => return Err(ConfigError(format!("NANOSESSION_STORE is invalid: {other:?} (supported: memory)"))),
     }
 
-    let client = NanoRpcClient::new(urls).map_err(|e| ConfigError(format!("NANO_RPC_URLS is invalid: {e}")))?;
+    let client =
+        NanoRpcClient::new(urls).map_err(|e| ConfigError(format!("NANO_RPC_URLS is invalid: {e}")))?;
     let layer = PaymentRequiredLayer::builder()
         .pay_to(pay_to)
         .price(price)
@@ -94,7 +98,9 @@ async fn paid(Extension(payment): Extension<VerifiedPayment>) -> Json<serde_json
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let config = match config() {
         Ok(config) => config,

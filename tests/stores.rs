@@ -66,3 +66,29 @@ mod file {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+/// A fresh key prefix (Redis) or table prefix (PostgreSQL) per test, so tests never share state.
+fn unique_prefix() -> String {
+    format!("nstest_{}_", &nanosession::session::SessionId::generate().to_string()[..12])
+}
+
+mod redis {
+    use std::sync::Arc;
+
+    use nanosession::store::{RedisOptions, RedisStore};
+
+    /// `None` (with a notice) when `REDIS_URL` is not set; `./scripts/test` always sets it.
+    pub async fn store(capacity: u64) -> Option<Arc<RedisStore>> {
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            eprintln!("REDIS_URL is not set: skipping the Redis store tests (./scripts/test runs them)");
+            return None;
+        };
+        let options = RedisOptions { prefix: super::unique_prefix(), capacity, ..Default::default() };
+        Some(Arc::new(
+            RedisStore::connect_with(&url, options).await.expect("REDIS_URL is set but Redis is unreachable"),
+        ))
+    }
+
+    nanosession::session_store_conformance!(optional: store(64), capacity = 64);
+    nanosession::spent_set_conformance!(optional: store(64));
+}

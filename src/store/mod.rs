@@ -15,7 +15,11 @@ pub mod conformance;
 #[cfg(feature = "file")]
 mod file;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisOptions, RedisStore};
 #[cfg(feature = "file")]
 pub use file::FileStore;
 pub use memory::{MemorySessionStore, MemorySpentSet};
