@@ -1,3 +1,4 @@
 //! placeholder
 pub mod nano;
+pub mod rpc;
 pub mod verify;
