@@ -343,7 +343,9 @@ impl Endpoint {
 
     fn health(&self) -> MutexGuard<'_, Health> {
         // The guarded data is two plain fields; a poisoned lock still holds usable values.
-        self.health.lock().unwrap_or_else(|e| e.into_inner())
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn is_cooling(&self, now: Instant) -> bool {

@@ -188,7 +188,9 @@ pub struct BlockConfirmReply {
 
 /// Lenient field deserializers, usable with `#[serde(deserialize_with = ...)]`.
 pub mod lenient {
-    use super::*;
+    use super::{
+        de, fmt, Address, BlockContents, Deserialize, Deserializer, MapAccess, Raw, Visitor,
+    };
 
     /// Any JSON scalar the node or a proxy may send.
     enum Scalar {

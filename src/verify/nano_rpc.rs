@@ -156,7 +156,7 @@ impl NanoRpcVerifier {
                 Ok(Ok(Some(info))) if info.confirmed => return Ok(start.elapsed()),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
-                    tracing::debug!(block = %hash, error = %e, "confirmation poll failed")
+                    tracing::debug!(block = %hash, error = %e, "confirmation poll failed");
                 }
                 Err(_) => return Err(Rejection::NotConfirmed),
             }
