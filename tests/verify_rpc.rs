@@ -268,6 +268,17 @@ async fn never_confirmed_gives_up_after_confirm_wait() {
     assert_eq!(got, Err(Rejection::NotConfirmed));
     assert!(took >= CONFIRM_WAIT && took < CONFIRM_WAIT * 3, "{took:?}");
     assert_eq!(node.count_action("block_confirm"), 1);
+
+    // No wait at all: refused at once, yet the node is still asked to confirm, so a retry
+    // can succeed.
+    let mut exp = expected();
+    exp.confirm_wait = Duration::ZERO;
+    let start = Instant::now();
+    let got = verifier(&[node.url()]).verify(&block.hash(), &exp).await;
+    assert_eq!(got, Err(Rejection::NotConfirmed));
+    assert!(start.elapsed() < Duration::from_millis(200));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(node.count_action("block_confirm"), 2);
 }
 
 #[tokio::test]

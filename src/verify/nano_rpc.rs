@@ -20,6 +20,9 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// for up to [`Expected::confirm_wait`]. Proof of work is deliberately not checked: historic
 /// blocks carry lower work than today's thresholds, and the node checked it on arrival.
 ///
+/// Must run inside a Tokio runtime: `block_confirm` is sent from a spawned task so it reaches
+/// the node even when the wait is cut short.
+///
 /// ```no_run
 /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use nanosession::rpc::NanoRpcClient;
@@ -131,8 +134,8 @@ impl NanoRpcVerifier {
             ))
     }
 
-    /// Waits for confirmation: `block_confirm`, then `block_info` every poll interval, all
-    /// bounded by `wait`.
+    /// Waits for confirmation: starts `block_confirm`, then polls `block_info` every poll
+    /// interval, all bounded by `wait`.
     async fn await_confirmation(
         &self,
         hash: &BlockHash,
@@ -140,12 +143,15 @@ impl NanoRpcVerifier {
     ) -> Result<Duration, Rejection> {
         let start = Instant::now();
         let deadline = start + wait;
-        match tokio::time::timeout_at(deadline, self.client.block_confirm(hash)).await {
-            Ok(Ok(_)) => {}
-            // Not fatal: the block may still confirm by itself; the polls decide.
-            Ok(Err(e)) => tracing::warn!(block = %hash, error = %e, "block_confirm failed"),
-            Err(_) => return Err(Rejection::NotConfirmed),
-        }
+        // Detached, so the request reaches the node even when `wait` is shorter than the
+        // call (a later retry then finds the block confirmed) and polling starts at once.
+        let (client, target) = (self.client.clone(), *hash);
+        tokio::spawn(async move {
+            if let Err(e) = client.block_confirm(&target).await {
+                // Not fatal: the block may still confirm by itself; the polls decide.
+                tracing::warn!(block = %target, error = %e, "block_confirm failed");
+            }
+        });
         loop {
             let now = Instant::now();
             if now >= deadline {
