@@ -335,7 +335,7 @@ pub mod lenient {
     }
 
     /// Block contents as an object, or as a string holding JSON (when `json_block` was not
-    /// honoured). `null` gives empty contents.
+    /// honoured). `null` and `""` give empty contents.
     pub fn contents<'de, D: Deserializer<'de>>(d: D) -> Result<BlockContents, D::Error> {
         struct ContentsVisitor;
         impl<'de> Visitor<'de> for ContentsVisitor {
@@ -347,6 +347,10 @@ pub mod lenient {
                 BlockContents::deserialize(de::value::MapAccessDeserializer::new(map))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<BlockContents, E> {
+                if v.is_empty() {
+                    // The node's spelling of an empty object.
+                    return Ok(BlockContents::default());
+                }
                 serde_json::from_str(v).map_err(|e| E::custom(format!("contents string: {e}")))
             }
             fn visit_unit<E: de::Error>(self) -> Result<BlockContents, E> {
@@ -450,7 +454,8 @@ mod tests {
 
     #[test]
     fn absent_fields_and_confirm_reply() {
-        let info: BlockInfo = serde_json::from_str(r#"{"confirmed": "false"}"#).unwrap();
+        let info: BlockInfo =
+            serde_json::from_str(r#"{"confirmed": "false", "contents": ""}"#).unwrap();
         assert_eq!(info.amount, None);
         assert!(!info.confirmed);
         assert_eq!(
