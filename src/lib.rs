@@ -5,6 +5,7 @@ pub mod layer;
 pub mod nano;
 pub mod payment;
 pub mod protocol;
+pub mod rpc;
 pub mod session;
 pub mod store;
 pub mod verify;

@@ -13,7 +13,7 @@ use crate::nano::{Address, BlockHash, Raw};
 
 mod nano_rpc;
 
-// pub use nano_rpc::{NanoRpcVerifier, NanoRpcVerifierBuilder};
+pub use nano_rpc::{NanoRpcVerifier, NanoRpcVerifierBuilder};
 
 /// What a block must satisfy to pay one session.
 #[derive(Clone, Debug, PartialEq, Eq)]
