@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use nanosession::layer::ConfigError as LayerConfigError;
 use nanosession::nano::{Address, Raw};
 use nanosession::rpc::NanoRpcClient;
 use nanosession::verify::NanoRpcVerifier;
@@ -42,7 +43,7 @@ struct Config {
     layer: PaymentRequiredLayer<nanosession::layer::JsonBody>,
 }
 
-fn config() -> Result<Config, ConfigError> {
+async fn config() -> Result<Config, ConfigError> {
     let listen: SocketAddr = parsed("NANOSESSION_LISTEN", "127.0.0.1:3000")?;
     let pay_to: Address = required("NANOSESSION_PAY_TO")?
         .trim()
@@ -60,11 +61,14 @@ fn config() -> Result<Config, ConfigError> {
     let modulus: u64 = parsed("NANOSESSION_TAG_MODULUS", "10000000")?;
     let confirm_ms: u64 = parsed("NANOSESSION_CONFIRM_WAIT_MS", "3000")?;
     let skew: u64 = parsed("NANOSESSION_TIMESTAMP_SKEW_SECS", "30")?;
-    match var("NANOSESSION_STORE").as_deref().unwrap_or("memory") {
-        "memory" => tracing::warn!(
+    let store_url = var("NANOSESSION_STORE").unwrap_or_else(|| "file:./nanosession.redb".to_owned());
+    let stores = nanosession::store::connect(store_url.trim())
+        .await
+        .map_err(|e| ConfigError(format!("NANOSESSION_STORE is invalid or unreachable: {e}")))?;
+    if !stores.persistent {
+        tracing::warn!(
             "NANOSESSION_STORE=memory: spent payments are forgotten on restart, so old payments can be replayed then"
-        ),
-        other => return Err(ConfigError(format!("NANOSESSION_STORE is invalid: {other:?} (supported: memory)"))),
+        );
     }
 
     let client =
@@ -79,11 +83,25 @@ fn config() -> Result<Config, ConfigError> {
         .confirm_wait(Duration::from_millis(confirm_ms))
         .timestamp_skew(Duration::from_secs(skew))
         .description("A paid JSON resource")
+        .stores(stores)
         .verifier(NanoRpcVerifier::builder(client).build())
         .build()
-        .map_err(|e| ConfigError(format!("configuration refused: {e} (check NANOSESSION_PRICE_RAW, NANOSESSION_TAG_MODULUS, NANOSESSION_SESSION_TTL_SECS, NANOSESSION_PUBLIC_URL)")))?
+        .map_err(|e| ConfigError(format!("{} is invalid: {e}", variable_of(&e))))?
         .json_body();
     Ok(Config { listen, layer })
+}
+
+/// The environment variable behind a configuration the layer refused.
+fn variable_of(error: &LayerConfigError) -> &'static str {
+    match error {
+        LayerConfigError::BurnPayTo | LayerConfigError::MissingPayTo => "NANOSESSION_PAY_TO",
+        LayerConfigError::ZeroTagModulus => "NANOSESSION_TAG_MODULUS",
+        LayerConfigError::InvalidPublicUrl => "NANOSESSION_PUBLIC_URL",
+        LayerConfigError::ZeroSessionTtl | LayerConfigError::RetentionTooShort { .. } => {
+            "NANOSESSION_SESSION_TTL_SECS"
+        }
+        _ => "NANOSESSION_PRICE_RAW",
+    }
 }
 
 async fn paid(Extension(payment): Extension<VerifiedPayment>) -> Json<serde_json::Value> {
@@ -102,7 +120,7 @@ async fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = match config() {
+    let config = match config().await {
         Ok(config) => config,
         Err(ConfigError(line)) => {
             eprintln!("error: {line}");

@@ -92,3 +92,29 @@ mod redis {
     nanosession::session_store_conformance!(optional: store(64), capacity = 64);
     nanosession::spent_set_conformance!(optional: store(64));
 }
+
+mod postgres {
+    use std::sync::Arc;
+
+    use nanosession::store::{PostgresOptions, PostgresStore};
+
+    /// `None` (with a notice) when `DATABASE_URL` is not set; `./scripts/test` always sets it.
+    pub async fn store(capacity: u64) -> Option<Arc<PostgresStore>> {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!(
+                "DATABASE_URL is not set: skipping the PostgreSQL store tests (./scripts/test runs them)"
+            );
+            return None;
+        };
+        let options =
+            PostgresOptions { table_prefix: super::unique_prefix(), capacity, ..Default::default() };
+        Some(Arc::new(
+            PostgresStore::connect_with(&url, options)
+                .await
+                .expect("DATABASE_URL is set but PostgreSQL is unreachable"),
+        ))
+    }
+
+    nanosession::session_store_conformance!(optional: store(64), capacity = 64);
+    nanosession::spent_set_conformance!(optional: store(64));
+}

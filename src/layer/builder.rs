@@ -328,6 +328,13 @@ impl PaymentRequiredLayerBuilder {
         self
     }
 
+    /// Both stores at once, e.g. from [`store::connect`](crate::store::connect).
+    pub fn stores(mut self, stores: crate::store::Stores) -> Self {
+        self.sessions = Some(stores.sessions);
+        self.spent = Some(stores.spent);
+        self
+    }
+
     /// The payment verifier (required), e.g. a [`NanoRpcVerifier`](crate::verify::NanoRpcVerifier).
     pub fn verifier(self, verifier: impl PaymentVerifier) -> Self {
         self.verifier_shared(Arc::new(verifier))

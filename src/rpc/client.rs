@@ -211,9 +211,7 @@ impl NanoRpcClientBuilder {
             return Err(RpcConfigError::NoEndpoints);
         }
         if self.timeout.is_zero() {
-            return Err(RpcConfigError::InvalidOption(
-                "the timeout must be positive",
-            ));
+            return Err(RpcConfigError::InvalidOption("the timeout must be positive"));
         }
         let endpoints = self
             .endpoints
@@ -230,9 +228,8 @@ impl NanoRpcClientBuilder {
                 .build()
                 .map_err(|e| RpcConfigError::HttpClient(e.without_url().to_string()))?,
         };
-        let max_attempts = self
-            .max_attempts
-            .unwrap_or_else(|| (2 * endpoints.len()).clamp(1, DEFAULT_MAX_ATTEMPTS_CAP));
+        let max_attempts =
+            self.max_attempts.unwrap_or_else(|| (2 * endpoints.len()).clamp(1, DEFAULT_MAX_ATTEMPTS_CAP));
         Ok(NanoRpcClient {
             inner: Arc::new(Inner {
                 http,
@@ -307,21 +304,12 @@ struct Health {
 
 impl Endpoint {
     fn parse(index: usize, s: &str) -> Result<Endpoint, RpcConfigError> {
-        let url = Url::parse(s).map_err(|e| RpcConfigError::InvalidUrl {
-            index,
-            reason: e.to_string(),
-        })?;
+        let url = Url::parse(s).map_err(|e| RpcConfigError::InvalidUrl { index, reason: e.to_string() })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(RpcConfigError::UnsupportedScheme {
-                index,
-                scheme: url.scheme().to_owned(),
-            });
+            return Err(RpcConfigError::UnsupportedScheme { index, scheme: url.scheme().to_owned() });
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(RpcConfigError::InvalidUrl {
-                index,
-                reason: "no host".to_owned(),
-            });
+            return Err(RpcConfigError::InvalidUrl { index, reason: "no host".to_owned() });
         }
         let mut secrets = vec![s.to_owned(), url.as_str().to_owned()];
         secrets.extend(url.password().map(str::to_owned));
@@ -333,19 +321,12 @@ impl Endpoint {
         // Very short fragments would mangle unrelated text; they are also too short to matter.
         secrets.retain(|s| s.len() >= 4);
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Ok(Endpoint {
-            redacted: redact(&url),
-            url,
-            secrets,
-            health: Mutex::new(Health::default()),
-        })
+        Ok(Endpoint { redacted: redact(&url), url, secrets, health: Mutex::new(Health::default()) })
     }
 
     fn health(&self) -> MutexGuard<'_, Health> {
         // The guarded data is two plain fields; a poisoned lock still holds usable values.
-        self.health
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.health.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn is_cooling(&self, now: Instant) -> bool {
@@ -380,17 +361,8 @@ impl Endpoint {
 
 /// `scheme://host:port/path`: no user info, query or fragment.
 fn redact(url: &Url) -> String {
-    let port = url
-        .port_or_known_default()
-        .map(|p| format!(":{p}"))
-        .unwrap_or_default();
-    format!(
-        "{}://{}{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or_default(),
-        port,
-        url.path()
-    )
+    let port = url.port_or_known_default().map(|p| format!(":{p}")).unwrap_or_default();
+    format!("{}://{}{}{}", url.scheme(), url.host_str().unwrap_or_default(), port, url.path())
 }
 
 /// Formats a transport error without its URL (which may carry credentials).
@@ -456,11 +428,7 @@ impl NanoRpcClient {
         let mut last = String::from("no attempt made");
         loop {
             let now = Instant::now();
-            let mut pass: Vec<&Endpoint> = inner
-                .endpoints
-                .iter()
-                .filter(|e| !e.is_cooling(now))
-                .collect();
+            let mut pass: Vec<&Endpoint> = inner.endpoints.iter().filter(|e| !e.is_cooling(now)).collect();
             if pass.is_empty() {
                 // Everything is cooling: trying beats refusing outright.
                 pass = inner.endpoints.iter().collect();
@@ -478,8 +446,7 @@ impl NanoRpcClient {
                     Err(why) => {
                         let why = endpoint.scrub(why);
                         inner.failures.fetch_add(1, Ordering::Relaxed);
-                        let cooling =
-                            endpoint.record_failure(inner.failure_threshold, inner.cooldown);
+                        let cooling = endpoint.record_failure(inner.failure_threshold, inner.cooldown);
                         tracing::warn!(
                             endpoint = %endpoint.redacted,
                             attempt = attempts,
@@ -497,9 +464,7 @@ impl NanoRpcClient {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(inner.backoff_max);
         }
-        Err(RpcError::Unavailable(format!(
-            "{attempts} attempt(s) failed, last {last}"
-        )))
+        Err(RpcError::Unavailable(format!("{attempts} attempt(s) failed, last {last}")))
     }
 
     async fn attempt<T: DeserializeOwned>(&self, endpoint: &Endpoint, body: &Value) -> Attempt<T> {
@@ -533,8 +498,7 @@ impl NanoRpcClient {
             }
             bytes.extend_from_slice(&chunk);
         }
-        let value: Value =
-            serde_json::from_slice(&bytes).map_err(|e| format!("reply is not JSON ({e})"))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| format!("reply is not JSON ({e})"))?;
         if let Some(error) = value.get("error") {
             let message = match error {
                 Value::String(s) => s.clone(),
@@ -571,9 +535,7 @@ impl NanoRpcClient {
     /// gives `RpcError::Node("Block not found")`.
     pub async fn block_confirm(&self, hash: &BlockHash) -> Result<bool, RpcError> {
         let body = json!({ "action": "block_confirm", "hash": hash.to_string() });
-        self.call::<BlockConfirmReply>(&body)
-            .await
-            .map(|r| r.started)
+        self.call::<BlockConfirmReply>(&body).await.map(|r| r.started)
     }
 }
 
@@ -583,29 +545,21 @@ mod tests {
 
     #[test]
     fn redaction_drops_userinfo_query_and_fragment() {
-        let e = Endpoint::parse(
-            0,
-            "https://user:pa55word@node.example:7076/rpc/v1?key=topsecret#frag",
-        )
-        .unwrap();
+        let e =
+            Endpoint::parse(0, "https://user:pa55word@node.example:7076/rpc/v1?key=topsecret#frag").unwrap();
         assert_eq!(e.redacted, "https://node.example:7076/rpc/v1");
         let e = Endpoint::parse(0, "http://[::1]/").unwrap();
         assert_eq!(e.redacted, "http://[::1]:80/");
         let e = Endpoint::parse(1, "https://user:pa55word@node.example/?key=topsecret").unwrap();
         assert_eq!(
-            e.scrub(
-                "oops https://user:pa55word@node.example/?key=topsecret pa55word topsecret".into()
-            ),
+            e.scrub("oops https://user:pa55word@node.example/?key=topsecret pa55word topsecret".into()),
             "oops *** *** ***"
         );
     }
 
     #[test]
     fn builder_validates_endpoints() {
-        assert_eq!(
-            NanoRpcClient::new(Vec::<String>::new()).unwrap_err(),
-            RpcConfigError::NoEndpoints
-        );
+        assert_eq!(NanoRpcClient::new(Vec::<String>::new()).unwrap_err(), RpcConfigError::NoEndpoints);
         assert!(matches!(
             NanoRpcClient::new(["ftp://host/"]).unwrap_err(),
             RpcConfigError::UnsupportedScheme { index: 0, .. }
@@ -613,19 +567,9 @@ mod tests {
         let err = NanoRpcClient::new(["http://ok/", "not a url with secret"]).unwrap_err();
         assert!(matches!(err, RpcConfigError::InvalidUrl { index: 1, .. }));
         assert!(!err.to_string().contains("secret"));
-        assert!(NanoRpcClient::builder()
-            .endpoint("http://ok/")
-            .timeout(Duration::ZERO)
-            .build()
-            .is_err());
-        let c = NanoRpcClient::new([
-            "http://a/",
-            "http://b/",
-            "http://c/",
-            "http://d/",
-            "http://e/",
-        ])
-        .unwrap();
+        assert!(NanoRpcClient::builder().endpoint("http://ok/").timeout(Duration::ZERO).build().is_err());
+        let c =
+            NanoRpcClient::new(["http://a/", "http://b/", "http://c/", "http://d/", "http://e/"]).unwrap();
         assert_eq!(c.inner.max_attempts, DEFAULT_MAX_ATTEMPTS_CAP);
         let c = NanoRpcClient::new(["http://a/"]).unwrap();
         assert_eq!(c.inner.max_attempts, 2);

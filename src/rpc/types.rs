@@ -103,10 +103,7 @@ pub struct ContentsError(pub &'static str);
 impl BlockContents {
     /// `link` decoded as 32 bytes (either hex case).
     pub fn link_bytes(&self) -> Result<[u8; 32], ContentsError> {
-        let link = self
-            .link
-            .as_deref()
-            .ok_or(ContentsError("link is missing"))?;
+        let link = self.link.as_deref().ok_or(ContentsError("link is missing"))?;
         crate::nano::decode_hex::<32>(link).map_err(|_| ContentsError("link is not 64 hex digits"))
     }
 
@@ -147,16 +144,10 @@ impl BlockContents {
             .ok_or(ContentsError("representative is missing"))?
             .parse()
             .map_err(|_| ContentsError("representative is not a valid address"))?;
-        let signature = self
-            .signature
-            .as_deref()
-            .ok_or(ContentsError("signature is missing"))?;
-        let signature = Signature::from_hex(signature)
-            .map_err(|_| ContentsError("signature is not 128 hex digits"))?;
-        let work = self
-            .work
-            .as_deref()
-            .ok_or(ContentsError("work is missing"))?;
+        let signature = self.signature.as_deref().ok_or(ContentsError("signature is missing"))?;
+        let signature =
+            Signature::from_hex(signature).map_err(|_| ContentsError("signature is not 128 hex digits"))?;
+        let work = self.work.as_deref().ok_or(ContentsError("work is missing"))?;
         let work = parse_work(work).ok_or(ContentsError("work is not 16 hex digits"))?;
         Ok(StateBlock {
             account: *self.account_address()?.public_key(),
@@ -188,9 +179,7 @@ pub struct BlockConfirmReply {
 
 /// Lenient field deserializers, usable with `#[serde(deserialize_with = ...)]`.
 pub mod lenient {
-    use super::{
-        de, fmt, Address, BlockContents, Deserialize, Deserializer, MapAccess, Raw, Visitor,
-    };
+    use super::{de, fmt, Address, BlockContents, Deserialize, Deserializer, MapAccess, Raw, Visitor};
 
     /// Any JSON scalar the node or a proxy may send.
     enum Scalar {
@@ -263,9 +252,9 @@ pub mod lenient {
                 .and_then(|n| u64::try_from(n).ok())
                 .map(Some)
                 .ok_or_else(|| de::Error::custom("expected a decimal u64")),
-            Scalar::Unsigned(n) => u64::try_from(n)
-                .map(Some)
-                .map_err(|_| de::Error::custom("expected a u64")),
+            Scalar::Unsigned(n) => {
+                u64::try_from(n).map(Some).map_err(|_| de::Error::custom("expected a u64"))
+            }
             Scalar::Null => Ok(None),
             _ => Err(de::Error::custom("expected a decimal u64")),
         }
@@ -274,10 +263,9 @@ pub mod lenient {
     /// A raw amount written as a decimal string (1 to 39 digits) or an integer.
     pub fn raw_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Raw>, D::Error> {
         match scalar(d)? {
-            Scalar::Str(s) => s
-                .parse::<Raw>()
-                .map(Some)
-                .map_err(|_| de::Error::custom("expected a decimal raw amount")),
+            Scalar::Str(s) => {
+                s.parse::<Raw>().map(Some).map_err(|_| de::Error::custom("expected a decimal raw amount"))
+            }
             Scalar::Unsigned(n) => Ok(Some(Raw::new(n))),
             Scalar::Null => Ok(None),
             _ => Err(de::Error::custom("expected a decimal raw amount")),
@@ -403,10 +391,7 @@ mod tests {
         assert!(info.confirmed);
         assert_eq!(info.subtype(), Some("send"));
         let block = info.contents.to_state_block().unwrap();
-        assert_eq!(
-            block.hash(),
-            hash("87434F8041869A01C8F6F263B87972D7BA443A72E0A97D7A3FD0CCC2358FD6F9")
-        );
+        assert_eq!(block.hash(), hash("87434F8041869A01C8F6F263B87972D7BA443A72E0A97D7A3FD0CCC2358FD6F9"));
         assert!(block.verify_signature());
         assert_eq!(block.work, 0x8a142e07a10996d5);
     }
@@ -454,14 +439,10 @@ mod tests {
 
     #[test]
     fn absent_fields_and_confirm_reply() {
-        let info: BlockInfo =
-            serde_json::from_str(r#"{"confirmed": "false", "contents": ""}"#).unwrap();
+        let info: BlockInfo = serde_json::from_str(r#"{"confirmed": "false", "contents": ""}"#).unwrap();
         assert_eq!(info.amount, None);
         assert!(!info.confirmed);
-        assert_eq!(
-            info.contents.to_state_block(),
-            Err(ContentsError("representative is missing"))
-        );
+        assert_eq!(info.contents.to_state_block(), Err(ContentsError("representative is missing")));
         let r: BlockConfirmReply = serde_json::from_str(r#"{"started": "1"}"#).unwrap();
         assert!(r.started);
     }
@@ -484,14 +465,8 @@ mod tests {
     fn malformed_contents_fields_are_named() {
         let mut info: BlockInfo = serde_json::from_str(MAINNET).unwrap();
         info.contents.signature = Some("zz".into());
-        assert_eq!(
-            info.contents.to_state_block(),
-            Err(ContentsError("signature is not 128 hex digits"))
-        );
+        assert_eq!(info.contents.to_state_block(), Err(ContentsError("signature is not 128 hex digits")));
         info.contents.link = Some("5D1A".into());
-        assert_eq!(
-            info.contents.link_bytes(),
-            Err(ContentsError("link is not 64 hex digits"))
-        );
+        assert_eq!(info.contents.link_bytes(), Err(ContentsError("link is not 64 hex digits")));
     }
 }

@@ -5,6 +5,8 @@
 //! from configuration. Times are Unix seconds passed in by the caller (the layer's clock), so
 //! every instance of a deployment applies one notion of "expired".
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::nano::BlockHash;
@@ -15,6 +17,8 @@ pub mod conformance;
 #[cfg(feature = "file")]
 mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -23,12 +27,14 @@ pub use self::redis::{RedisOptions, RedisStore};
 #[cfg(feature = "file")]
 pub use file::FileStore;
 pub use memory::{MemorySessionStore, MemorySpentSet};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 
 /// A backend failure. The layer answers `503 store_unavailable` and grants nothing.
 ///
 /// The message must never contain credentials (connection URLs with passwords).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{backend} store: {message}")]
+#[error("{backend}: {message}")]
 pub struct StoreError {
     /// Which backend failed (`"memory"`, `"redis"`, …).
     pub backend: &'static str,
@@ -113,5 +119,86 @@ pub trait SpentSet: Send + Sync + 'static {
     /// How many hashes are held (for monitoring), if the backend can tell cheaply.
     async fn len(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
+    }
+}
+
+/// A session store and spent set chosen together, e.g. from a URL with [`connect`].
+#[derive(Clone)]
+pub struct Stores {
+    /// The session store.
+    pub sessions: Arc<dyn SessionStore>,
+    /// The spent set.
+    pub spent: Arc<dyn SpentSet>,
+    /// Whether the backend survives a restart and can be shared by instances
+    /// (`false` only for `memory`).
+    pub persistent: bool,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").field("persistent", &self.persistent).finish_non_exhaustive()
+    }
+}
+
+impl Stores {
+    /// Both stores from one value implementing both traits (every backend here does).
+    pub fn shared<T: SessionStore + SpentSet>(store: T, persistent: bool) -> Self {
+        let store = Arc::new(store);
+        Stores { sessions: store.clone(), spent: store, persistent }
+    }
+
+    /// Fresh in-memory stores (forgotten on restart).
+    pub fn memory() -> Self {
+        Stores {
+            sessions: Arc::new(MemorySessionStore::default()),
+            spent: Arc::new(MemorySpentSet::default()),
+            persistent: false,
+        }
+    }
+}
+
+/// Opens the stores a URL names:
+///
+/// | URL | backend | feature |
+/// |---|---|---|
+/// | `memory` | in-process, forgotten on restart | always |
+/// | `file:PATH` | embedded redb file | `file` (default) |
+/// | `redis://…`, `rediss://…` | Redis | `redis` |
+/// | `postgres://…`, `postgresql://…` | PostgreSQL | `postgres` |
+///
+/// Errors never contain the URL's credentials.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), nanosession::store::StoreError> {
+/// let stores = nanosession::store::connect("file:./nanosession.redb").await?;
+/// // PaymentRequiredLayer::builder().stores(stores)…
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<Stores, StoreError> {
+    let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+    match scheme {
+        "memory" if url == "memory" => Ok(Stores::memory()),
+        #[cfg(feature = "file")]
+        "file" => {
+            let path = &url["file:".len()..];
+            if path.is_empty() {
+                return Err(StoreError::new("file", "file: needs a path, e.g. file:./nanosession.redb"));
+            }
+            Ok(Stores::shared(FileStore::open(path).await?, true))
+        }
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" => Ok(Stores::shared(RedisStore::connect(url).await?, true)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Stores::shared(PostgresStore::connect(url).await?, true)),
+        // Reachable only when a backend's feature is off.
+        #[allow(unreachable_patterns)]
+        "file" | "redis" | "rediss" | "postgres" | "postgresql" => Err(StoreError::new(
+            "config",
+            format!("store {scheme:?} is not compiled in: enable the nanosession feature for it"),
+        )),
+        _ => Err(StoreError::new(
+            "config",
+            "unknown store: expected memory, file:PATH, redis://… or postgres://…",
+        )),
     }
 }

@@ -78,11 +78,7 @@ impl NanoRpcVerifierBuilder {
 impl NanoRpcVerifier {
     /// Starts a builder over `client`.
     pub fn builder(client: NanoRpcClient) -> NanoRpcVerifierBuilder {
-        NanoRpcVerifierBuilder {
-            client,
-            check_block_integrity: true,
-            poll_interval: DEFAULT_POLL_INTERVAL,
-        }
+        NanoRpcVerifierBuilder { client, check_block_integrity: true, poll_interval: DEFAULT_POLL_INTERVAL }
     }
 
     /// A verifier over `client` with default options.
@@ -105,9 +101,7 @@ impl NanoRpcVerifier {
         let previous = info.contents.previous_hash().map_err(invalid)?;
         if previous.is_zero() {
             // An open block receives; it cannot be a send.
-            return Err(Rejection::InvalidBlock(
-                "a send block without a previous block",
-            ));
+            return Err(Rejection::InvalidBlock("a send block without a previous block"));
         }
         let prev = match self.client.block_info(&previous).await {
             Ok(Some(prev)) => prev,
@@ -129,18 +123,12 @@ impl NanoRpcVerifier {
         prev_balance
             .checked_sub(balance)
             .filter(|a| *a != Raw::ZERO)
-            .ok_or(Rejection::InvalidBlock(
-                "a send block whose balance did not decrease",
-            ))
+            .ok_or(Rejection::InvalidBlock("a send block whose balance did not decrease"))
     }
 
     /// Waits for confirmation: starts `block_confirm`, then polls `block_info` every poll
     /// interval, all bounded by `wait`.
-    async fn await_confirmation(
-        &self,
-        hash: &BlockHash,
-        wait: Duration,
-    ) -> Result<Duration, Rejection> {
+    async fn await_confirmation(&self, hash: &BlockHash, wait: Duration) -> Result<Duration, Rejection> {
         let start = Instant::now();
         let deadline = start + wait;
         // Detached, so the request reaches the node even when `wait` is shorter than the
@@ -180,11 +168,7 @@ fn unavailable(e: RpcError) -> Rejection {
 
 #[async_trait]
 impl PaymentVerifier for NanoRpcVerifier {
-    async fn verify(
-        &self,
-        hash: &BlockHash,
-        expected: &Expected,
-    ) -> Result<VerifiedBlock, Rejection> {
+    async fn verify(&self, hash: &BlockHash, expected: &Expected) -> Result<VerifiedBlock, Rejection> {
         let info = match self.client.block_info(hash).await {
             Ok(Some(info)) => info,
             Ok(None) => return Err(Rejection::NotFound),
@@ -207,9 +191,8 @@ impl PaymentVerifier for NanoRpcVerifier {
             return Err(Rejection::WrongAmount);
         }
 
-        let first_seen = info.local_timestamp.ok_or(Rejection::InvalidBlock(
-            "the node reply lacks local_timestamp",
-        ))?;
+        let first_seen =
+            info.local_timestamp.ok_or(Rejection::InvalidBlock("the node reply lacks local_timestamp"))?;
         if first_seen == 0 || first_seen < expected.not_before {
             return Err(Rejection::TooOld);
         }
@@ -218,31 +201,19 @@ impl PaymentVerifier for NanoRpcVerifier {
         if self.check_block_integrity {
             let block = contents.to_state_block().map_err(invalid)?;
             if block.hash() != *hash {
-                return Err(Rejection::InvalidBlock(
-                    "the contents do not hash to the requested block hash",
-                ));
+                return Err(Rejection::InvalidBlock("the contents do not hash to the requested block hash"));
             }
             if !block.verify_signature() {
-                return Err(Rejection::InvalidBlock(
-                    "the block signature does not verify",
-                ));
+                return Err(Rejection::InvalidBlock("the block signature does not verify"));
             }
         }
 
         let confirmation = if info.confirmed {
             Confirmation::AlreadyConfirmed
         } else {
-            Confirmation::ConfirmedAfterWait(
-                self.await_confirmation(hash, expected.confirm_wait).await?,
-            )
+            Confirmation::ConfirmedAfterWait(self.await_confirmation(hash, expected.confirm_wait).await?)
         };
 
-        Ok(VerifiedBlock {
-            hash: *hash,
-            payer,
-            amount,
-            first_seen,
-            confirmation,
-        })
+        Ok(VerifiedBlock { hash: *hash, payer, amount, first_seen, confirmation })
     }
 }

@@ -1,0 +1,287 @@
+//! The PostgreSQL store: sessions and spent set in two tables shared by any number of instances.
+//!
+//! Client: `tokio-postgres` with a `deadpool-postgres` pool: the well-kept, lightweight async
+//! pair (no ORM, no compile-time query checking that would need a database at build time, and a
+//! fraction of sqlx's compile time). Every decision is one statement:
+//! - claim: `INSERT … ON CONFLICT DO NOTHING` (the primary key decides; one row affected = won);
+//! - take: `DELETE … WHERE id = $1 RETURNING` (one deleter gets the row);
+//! - insert: a unique index on `(pay_to, amount)` enforces amount uniqueness across instances.
+//!
+//! Tables are created idempotently at start-up (under an advisory lock, so instances starting
+//! together do not race), with indexes on the expiry columns for pruning.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use super::{Insert, SessionStore, SpentSet, StoreError};
+use crate::nano::BlockHash;
+use crate::session::{Session, SessionId};
+
+/// Options for [`PostgresStore::connect_with`].
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Prefix of the table names (default `nanosession_`); lower-case letters, digits and `_`.
+    pub table_prefix: String,
+    /// Maximum of pending sessions (default 100,000). Concurrent inserts from many instances
+    /// may overshoot it by at most the number of connections inserting at that moment.
+    pub capacity: u64,
+    /// Pool size per instance (default 16).
+    pub pool_size: usize,
+    /// Timeout for getting a connection and for each statement (default 2 s).
+    pub timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            table_prefix: "nanosession_".to_owned(),
+            capacity: 100_000,
+            pool_size: 16,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Sessions and spent set in PostgreSQL. Implements both [`SessionStore`] and [`SpentSet`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), nanosession::store::StoreError> {
+/// let store = nanosession::store::PostgresStore::connect("postgres://postgres@127.0.0.1/test").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    options: PostgresOptions,
+    sql: Sql,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    // The connection string (and its password) is deliberately not kept.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+/// Every statement, with the table prefix applied once.
+#[derive(Clone, Debug)]
+struct Sql {
+    insert_session: String,
+    free_expired_amount: String,
+    count_live: String,
+    get_session: String,
+    take_session: String,
+    prune_sessions: String,
+    spent_contains: String,
+    spent_claim: String,
+    spent_release: String,
+    spent_prune: String,
+    spent_len: String,
+}
+
+impl Sql {
+    fn new(p: &str) -> Self {
+        Sql {
+            insert_session: format!(
+                "INSERT INTO {p}sessions (id, pay_to, amount, expires_at, data) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT DO NOTHING"
+            ),
+            free_expired_amount: format!(
+                "DELETE FROM {p}sessions WHERE pay_to = $1 AND amount = $2 AND expires_at < $3"
+            ),
+            count_live: format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {p}sessions WHERE expires_at >= $1 LIMIT $2) live"
+            ),
+            get_session: format!("SELECT data FROM {p}sessions WHERE id = $1"),
+            take_session: format!("DELETE FROM {p}sessions WHERE id = $1 RETURNING data"),
+            prune_sessions: format!("DELETE FROM {p}sessions WHERE expires_at < $1"),
+            spent_contains: format!("SELECT 1 FROM {p}spent WHERE hash = $1"),
+            spent_claim: format!(
+                "INSERT INTO {p}spent (hash, keep_until) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING"
+            ),
+            spent_release: format!("DELETE FROM {p}spent WHERE hash = $1"),
+            spent_prune: format!("DELETE FROM {p}spent WHERE keep_until < $1"),
+            spent_len: format!("SELECT count(*) FROM {p}spent"),
+        }
+    }
+
+    fn schema(p: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {p}sessions (
+                id bytea PRIMARY KEY,
+                pay_to bytea NOT NULL,
+                amount bytea NOT NULL,
+                expires_at bigint NOT NULL,
+                data text NOT NULL);
+             CREATE UNIQUE INDEX IF NOT EXISTS {p}sessions_amount ON {p}sessions (pay_to, amount);
+             CREATE INDEX IF NOT EXISTS {p}sessions_expiry ON {p}sessions (expires_at);
+             CREATE TABLE IF NOT EXISTS {p}spent (
+                hash bytea PRIMARY KEY,
+                keep_until bigint NOT NULL);
+             CREATE INDEX IF NOT EXISTS {p}spent_keep_until ON {p}spent (keep_until);"
+        )
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    // tokio-postgres and deadpool errors carry no connection string.
+    StoreError::new("postgres", e.to_string())
+}
+
+fn decode(data: &str) -> Result<Session, StoreError> {
+    serde_json::from_str(data).map_err(|e| StoreError::new("postgres", format!("bad session record: {e}")))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl PostgresStore {
+    /// Connects with default options and creates the tables if needed.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// Connects with `options` and creates the tables if needed. Later outages are answered 503;
+    /// the pool replaces broken connections by itself when the database is back.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let p = &options.table_prefix;
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(StoreError::new("postgres", "table_prefix must be lower-case letters, digits and _"));
+        }
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|_| StoreError::new("postgres", "invalid PostgreSQL connection URL"))?;
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .wait_timeout(Some(options.timeout))
+            .create_timeout(Some(options.timeout))
+            .recycle_timeout(Some(options.timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(err)?;
+        let store = PostgresStore { pool, sql: Sql::new(p), options };
+        store.create_schema().await?;
+        Ok(store)
+    }
+
+    async fn create_schema(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await.map_err(err)?;
+        let tx = client.transaction().await.map_err(err)?;
+        // CREATE … IF NOT EXISTS races between instances starting together; serialise them.
+        tx.execute("SELECT pg_advisory_xact_lock(7310411797)", &[]).await.map_err(err)?;
+        tx.batch_execute(&Sql::schema(&self.options.table_prefix)).await.map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    /// Runs one statement-level operation under the configured timeout.
+    async fn with_timeout<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.options.timeout, f)
+            .await
+            .map_err(|_| StoreError::new("postgres", "statement timed out"))?
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        self.with_timeout(async {
+            let client = self.pool.get().await.map_err(err)?;
+            let statement = client.prepare_cached(sql).await.map_err(err)?;
+            client.execute(&statement, params).await.map_err(err)
+        })
+        .await
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<tokio_postgres::Row>, StoreError> {
+        self.with_timeout(async {
+            let client = self.pool.get().await.map_err(err)?;
+            let statement = client.prepare_cached(sql).await.map_err(err)?;
+            client.query_opt(&statement, params).await.map_err(err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
+        let pay_to = session.pay_to.public_key().as_bytes().as_slice();
+        let amount = session.amount.get().to_be_bytes();
+        let now = to_i64(now);
+        // An expired holder does not block its amount.
+        self.execute(&self.sql.free_expired_amount, &[&pay_to, &amount.as_slice(), &now]).await?;
+        let cap = to_i64(self.options.capacity);
+        let live: i64 =
+            self.query_opt(&self.sql.count_live, &[&now, &cap]).await?.map_or(0, |row| row.get(0));
+        if live >= cap {
+            return Ok(Insert::Full);
+        }
+        let data = serde_json::to_string(session).expect("sessions serialize");
+        let inserted = self
+            .execute(
+                &self.sql.insert_session,
+                &[
+                    &session.id.as_bytes().as_slice(),
+                    &pay_to,
+                    &amount.as_slice(),
+                    &to_i64(session.expires_at),
+                    &data,
+                ],
+            )
+            .await?;
+        Ok(if inserted == 1 { Insert::Inserted } else { Insert::AmountInUse })
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let row = self.query_opt(&self.sql.get_session, &[&id.as_bytes().as_slice()]).await?;
+        row.map(|r| decode(r.get(0))).transpose()
+    }
+
+    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        let row = self.query_opt(&self.sql.take_session, &[&id.as_bytes().as_slice()]).await?;
+        row.map(|r| decode(r.get(0))).transpose()
+    }
+
+    async fn prune(&self, now: u64) -> Result<u64, StoreError> {
+        self.execute(&self.sql.prune_sessions, &[&to_i64(now)]).await
+    }
+}
+
+#[async_trait]
+impl SpentSet for PostgresStore {
+    async fn contains(&self, hash: &BlockHash) -> Result<bool, StoreError> {
+        Ok(self.query_opt(&self.sql.spent_contains, &[&hash.as_bytes().as_slice()]).await?.is_some())
+    }
+
+    async fn claim(&self, hash: &BlockHash, keep_until: u64) -> Result<bool, StoreError> {
+        let inserted =
+            self.execute(&self.sql.spent_claim, &[&hash.as_bytes().as_slice(), &to_i64(keep_until)]).await?;
+        Ok(inserted == 1)
+    }
+
+    async fn release(&self, hash: &BlockHash) -> Result<(), StoreError> {
+        self.execute(&self.sql.spent_release, &[&hash.as_bytes().as_slice()]).await.map(|_| ())
+    }
+
+    async fn prune(&self, now: u64) -> Result<u64, StoreError> {
+        self.execute(&self.sql.spent_prune, &[&to_i64(now)]).await
+    }
+
+    async fn len(&self) -> Result<Option<u64>, StoreError> {
+        let row = self.query_opt(&self.sql.spent_len, &[]).await?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+    }
+}
