@@ -54,9 +54,7 @@ fn client(urls: &[String]) -> NanoRpcClient {
 }
 
 fn verifier(urls: &[String]) -> NanoRpcVerifier {
-    NanoRpcVerifier::builder(client(urls))
-        .poll_interval(Duration::from_millis(20))
-        .build()
+    NanoRpcVerifier::builder(client(urls)).poll_interval(Duration::from_millis(20)).build()
 }
 
 /// A node that knows the payment block with `reply`.
@@ -69,9 +67,7 @@ async fn node_with(block: &StateBlock, reply: Value) -> CannedNode {
 async fn verify_reply(reply: Value) -> Result<VerifiedBlock, Rejection> {
     let block = payment();
     let node = node_with(&block, reply).await;
-    verifier(&[node.url()])
-        .verify(&block.hash(), &expected())
-        .await
+    verifier(&[node.url()]).verify(&block.hash(), &expected()).await
 }
 
 fn good_reply(block: &StateBlock) -> Value {
@@ -82,10 +78,7 @@ fn good_reply(block: &StateBlock) -> Value {
 async fn accepts_a_confirmed_send_and_sends_json_block() {
     let block = payment();
     let node = node_with(&block, good_reply(&block)).await;
-    let got = verifier(&[node.url()])
-        .verify(&block.hash(), &expected())
-        .await
-        .unwrap();
+    let got = verifier(&[node.url()]).verify(&block.hash(), &expected()).await.unwrap();
     assert_eq!(got.hash, block.hash());
     assert_eq!(got.payer, Address::from(payer().public_key()));
     assert_eq!(got.amount, PRICE);
@@ -117,19 +110,13 @@ async fn real_mainnet_block() {
     let mut reply = mainnet_send_reply();
     reply["local_timestamp"] = json!("1551532723");
     node.insert_block_info(hash, reply);
-    exp.pay_to = MAINNET_SEND_DESTINATION
-        .replace("nano_", "xrb_")
-        .parse()
-        .unwrap();
+    exp.pay_to = MAINNET_SEND_DESTINATION.replace("nano_", "xrb_").parse().unwrap();
     let got = v.verify(&hash, &exp).await.unwrap();
     assert_eq!(got.payer, MAINNET_SEND_ACCOUNT.parse().unwrap());
     assert_eq!(got.first_seen, 1551532723);
 
     exp.pay_to = Address::from(merchant().public_key());
-    assert_eq!(
-        v.verify(&hash, &exp).await,
-        Err(Rejection::WrongDestination)
-    );
+    assert_eq!(v.verify(&hash, &exp).await, Err(Rejection::WrongDestination));
     exp.pay_to = MAINNET_SEND_DESTINATION.parse().unwrap();
     exp.amount = Raw::new(MAINNET_SEND_AMOUNT - 1);
     assert_eq!(v.verify(&hash, &exp).await, Err(Rejection::WrongAmount));
@@ -138,9 +125,7 @@ async fn real_mainnet_block() {
 #[tokio::test]
 async fn unknown_block_is_not_found() {
     let node = CannedNode::start().await;
-    let got = verifier(&[node.url()])
-        .verify(&payment().hash(), &expected())
-        .await;
+    let got = verifier(&[node.url()]).verify(&payment().hash(), &expected()).await;
     assert_eq!(got, Err(Rejection::NotFound));
 }
 
@@ -161,16 +146,9 @@ async fn wrong_block_type() {
 #[tokio::test]
 async fn wrong_destination() {
     let other = PrivateKey::from_bytes([3; 32]).public_key();
-    let block = signed_send(
-        &payer(),
-        previous_hash(),
-        Raw::new(BEFORE.get() - PRICE.get()),
-        &other,
-    );
+    let block = signed_send(&payer(), previous_hash(), Raw::new(BEFORE.get() - PRICE.get()), &other);
     let node = node_with(&block, good_reply(&block)).await;
-    let got = verifier(&[node.url()])
-        .verify(&block.hash(), &expected())
-        .await;
+    let got = verifier(&[node.url()]).verify(&block.hash(), &expected()).await;
     assert_eq!(got, Err(Rejection::WrongDestination));
 }
 
@@ -210,43 +188,25 @@ async fn integrity_failures_are_invalid_block_and_pass_when_unchecked() {
             Err(Rejection::InvalidBlock(why)) => assert!(why.contains(what), "{why}"),
             other => panic!("{what}: {other:?}"),
         }
-        let lax = NanoRpcVerifier::builder(client(&[node.url()]))
-            .check_block_integrity(false)
-            .build();
-        assert!(
-            lax.verify(&block.hash(), &expected()).await.is_ok(),
-            "{what}"
-        );
+        let lax = NanoRpcVerifier::builder(client(&[node.url()])).check_block_integrity(false).build();
+        assert!(lax.verify(&block.hash(), &expected()).await.is_ok(), "{what}");
     }
 
     // Unparseable contents fields never panic.
     let mut garbled = good_reply(&block);
     garbled["contents"]["signature"] = json!("not hex");
-    assert!(matches!(
-        verify_reply(garbled).await,
-        Err(Rejection::InvalidBlock(_))
-    ));
+    assert!(matches!(verify_reply(garbled).await, Err(Rejection::InvalidBlock(_))));
     let mut bad_link = good_reply(&block);
     bad_link["contents"]["link"] = json!("12");
-    assert!(matches!(
-        verify_reply(bad_link).await,
-        Err(Rejection::InvalidBlock(_))
-    ));
+    assert!(matches!(verify_reply(bad_link).await, Err(Rejection::InvalidBlock(_))));
 }
 
 #[tokio::test]
 async fn confirmed_after_block_confirm() {
     let block = payment();
-    let node = node_with(
-        &block,
-        block_info_reply(&block, Some(PRICE), now_secs(), false),
-    )
-    .await;
+    let node = node_with(&block, block_info_reply(&block, Some(PRICE), now_secs(), false)).await;
     node.confirm_on_block_confirm(block.hash());
-    let got = verifier(&[node.url()])
-        .verify(&block.hash(), &expected())
-        .await
-        .unwrap();
+    let got = verifier(&[node.url()]).verify(&block.hash(), &expected()).await.unwrap();
     assert!(matches!(got.confirmation, Confirmation::ConfirmedAfterWait(d) if d < CONFIRM_WAIT));
     assert_eq!(node.count_action("block_confirm"), 1);
     assert!(node.count_action("block_info") >= 2);
@@ -255,15 +215,9 @@ async fn confirmed_after_block_confirm() {
 #[tokio::test]
 async fn never_confirmed_gives_up_after_confirm_wait() {
     let block = payment();
-    let node = node_with(
-        &block,
-        block_info_reply(&block, Some(PRICE), now_secs(), false),
-    )
-    .await;
+    let node = node_with(&block, block_info_reply(&block, Some(PRICE), now_secs(), false)).await;
     let start = Instant::now();
-    let got = verifier(&[node.url()])
-        .verify(&block.hash(), &expected())
-        .await;
+    let got = verifier(&[node.url()]).verify(&block.hash(), &expected()).await;
     let took = start.elapsed();
     assert_eq!(got, Err(Rejection::NotConfirmed));
     assert!(took >= CONFIRM_WAIT && took < CONFIRM_WAIT * 3, "{took:?}");
@@ -292,33 +246,16 @@ async fn amount_absent_uses_the_previous_block() {
     assert!(matches!(got, Err(Rejection::Unavailable(_))), "{got:?}");
 
     // A previous block whose balance gives the right amount.
-    let mut prev = signed_send(
-        &payer(),
-        BlockHash::from_bytes([8; 32]),
-        BEFORE,
-        &merchant().public_key(),
-    );
-    node.insert_block_info(
-        previous_hash(),
-        block_info_reply(&prev, Some(Raw::new(7)), now_secs(), true),
-    );
+    let mut prev = signed_send(&payer(), BlockHash::from_bytes([8; 32]), BEFORE, &merchant().public_key());
+    node.insert_block_info(previous_hash(), block_info_reply(&prev, Some(Raw::new(7)), now_secs(), true));
     let got = v.verify(&block.hash(), &expected()).await.unwrap();
     assert_eq!(got.amount, PRICE);
-    assert!(node
-        .requests()
-        .iter()
-        .any(|r| r.body["hash"] == previous_hash().to_string()));
+    assert!(node.requests().iter().any(|r| r.body["hash"] == previous_hash().to_string()));
 
     // One raw more in the previous balance: wrong amount.
     prev.balance = Raw::new(BEFORE.get() + 1);
-    node.insert_block_info(
-        previous_hash(),
-        block_info_reply(&prev, None, now_secs(), true),
-    );
-    assert_eq!(
-        v.verify(&block.hash(), &expected()).await,
-        Err(Rejection::WrongAmount)
-    );
+    node.insert_block_info(previous_hash(), block_info_reply(&prev, None, now_secs(), true));
+    assert_eq!(v.verify(&block.hash(), &expected()).await, Err(Rejection::WrongAmount));
 }
 
 #[tokio::test]
@@ -326,16 +263,9 @@ async fn contents_as_a_json_string() {
     let block = payment();
     let node = node_with(&block, good_reply(&block)).await;
     node.set_contents_as_string(true);
-    verifier(&[node.url()])
-        .verify(&block.hash(), &expected())
-        .await
-        .unwrap();
+    verifier(&[node.url()]).verify(&block.hash(), &expected()).await.unwrap();
     // And the canned node really sent a string.
-    let info = client(&[node.url()])
-        .block_info(&block.hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let info = client(&[node.url()]).block_info(&block.hash()).await.unwrap().unwrap();
     assert_eq!(info.contents.block_type.as_deref(), Some("state"));
 }
 
@@ -355,10 +285,7 @@ async fn numeric_and_boolean_scalars() {
     let node = node_with(&small, small_reply).await;
     let mut exp = expected();
     exp.amount = Raw::new(1_000_000);
-    let got = verifier(&[node.url()])
-        .verify(&small.hash(), &exp)
-        .await
-        .unwrap();
+    let got = verifier(&[node.url()]).verify(&small.hash(), &exp).await.unwrap();
     assert_eq!(got.confirmation, Confirmation::AlreadyConfirmed);
 
     // A float amount is refused, never rounded: the reply is unusable, not a verdict.
@@ -405,16 +332,8 @@ async fn fails_over_on_timeout() {
 
 #[tokio::test]
 async fn fails_over_on_unparseable_body() {
-    failover_case(
-        "garbage",
-        Some(Fault::Body("<html>502 Bad Gateway</html>".into())),
-    )
-    .await;
-    failover_case(
-        "wrong shape",
-        Some(Fault::Body(r#"{"contents": 42}"#.into())),
-    )
-    .await;
+    failover_case("garbage", Some(Fault::Body("<html>502 Bad Gateway</html>".into()))).await;
+    failover_case("wrong shape", Some(Fault::Body(r#"{"contents": 42}"#.into()))).await;
 }
 
 #[tokio::test]
@@ -422,10 +341,7 @@ async fn fails_over_on_node_internal_error() {
     let block = payment();
     let good = node_with(&block, good_reply(&block)).await;
     let sick = CannedNode::start().await;
-    sick.set_reply(
-        "block_info",
-        json!({"error": "Internal server error in RPC"}),
-    );
+    sick.set_reply("block_info", json!({"error": "Internal server error in RPC"}));
     let v = verifier(&[sick.url(), good.url()]);
     v.verify(&block.hash(), &expected()).await.unwrap();
     assert_eq!(sick.request_count(), 1);
@@ -437,10 +353,7 @@ async fn block_not_found_is_definite_no_failover() {
     let first = CannedNode::start().await; // does not know the block
     let second = node_with(&block, good_reply(&block)).await;
     let v = verifier(&[first.url(), second.url()]);
-    assert_eq!(
-        v.verify(&block.hash(), &expected()).await,
-        Err(Rejection::NotFound)
-    );
+    assert_eq!(v.verify(&block.hash(), &expected()).await, Err(Rejection::NotFound));
     assert_eq!(first.request_count(), 1);
     assert_eq!(second.request_count(), 0);
     assert_eq!(v.client().failures(), 0);
@@ -554,10 +467,7 @@ async fn cooling_endpoint_is_skipped() {
         .backoff(Duration::from_millis(1), Duration::from_millis(1))
         .build()
         .unwrap();
-    assert!(matches!(
-        only.block_info(&block.hash()).await,
-        Err(RpcError::Unavailable(_))
-    ));
+    assert!(matches!(only.block_info(&block.hash()).await, Err(RpcError::Unavailable(_))));
     assert_eq!(dead.request_count(), 6);
 }
 
@@ -574,10 +484,7 @@ async fn client_typed_helpers_and_node_errors() {
     assert_eq!(c.block_info(&previous_hash()).await, Ok(None));
     let err = c.block_confirm(&previous_hash()).await.unwrap_err();
     assert!(err.is_block_not_found(), "{err:?}");
-    let err = c
-        .call::<Value>(&json!({"action": "no_such_action"}))
-        .await
-        .unwrap_err();
+    let err = c.call::<Value>(&json!({"action": "no_such_action"})).await.unwrap_err();
     assert_eq!(err, RpcError::Node("Unknown command".into()));
     assert_eq!(c.failures(), 0);
 }

@@ -73,9 +73,7 @@ impl CannedNode {
     pub async fn start() -> Self {
         let state = Shared::default();
         let app = Router::new().fallback(handle).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -99,16 +97,12 @@ impl CannedNode {
 
     /// Serves `reply` (a full `block_info` answer) for `hash`.
     pub fn insert_block_info(&self, hash: impl ToString, reply: Value) {
-        self.state()
-            .blocks
-            .insert(hash.to_string().to_uppercase(), reply);
+        self.state().blocks.insert(hash.to_string().to_uppercase(), reply);
     }
 
     /// After `block_confirm` for `hash`, `block_info` reports it confirmed.
     pub fn confirm_on_block_confirm(&self, hash: impl ToString) {
-        self.state()
-            .confirm_on_request
-            .insert(hash.to_string().to_uppercase());
+        self.state().confirm_on_request.insert(hash.to_string().to_uppercase());
     }
 
     /// Answers every request for `action` with `reply`.
@@ -138,11 +132,7 @@ impl CannedNode {
 
     /// How many requests had this `action`.
     pub fn count_action(&self, action: &str) -> usize {
-        self.state()
-            .requests
-            .iter()
-            .filter(|r| r.body["action"] == action)
-            .count()
+        self.state().requests.iter().filter(|r| r.body["action"] == action).count()
     }
 }
 
@@ -156,21 +146,14 @@ fn is_true(v: &Value) -> bool {
 
 /// Looks up the `hash` of a request the way a node does, with its error texts.
 fn hash_of(body: &Value) -> Result<String, Value> {
-    let hash = body["hash"]
-        .as_str()
-        .ok_or_else(|| error("Unable to parse JSON"))?;
+    let hash = body["hash"].as_str().ok_or_else(|| error("Unable to parse JSON"))?;
     if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(error("Invalid block hash"));
     }
     Ok(hash.to_uppercase())
 }
 
-async fn handle(
-    State(state): State<Shared>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(state): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let fault = {
         let mut s = state.lock().unwrap();
@@ -200,11 +183,7 @@ async fn handle(
         None => error("Unable to parse JSON"),
     };
     // A real node answers HTTP 200 even for errors.
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        reply.to_string(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], reply.to_string()).into_response()
 }
 
 fn answer(state: &Shared, body: &Value) -> Value {
@@ -224,9 +203,7 @@ fn answer(state: &Shared, body: &Value) -> Value {
             let Some(mut reply) = s.blocks.get(&hash).cloned() else {
                 return error("Block not found");
             };
-            if (!is_true(&body["json_block"]) || s.contents_as_string)
-                && reply["contents"].is_object()
-            {
+            if (!is_true(&body["json_block"]) || s.contents_as_string) && reply["contents"].is_object() {
                 reply["contents"] = Value::String(reply["contents"].to_string());
             }
             reply
