@@ -112,8 +112,11 @@ impl Session {
     /// assert_eq!(s.expires_at, 1_700_000_300);
     /// ```
     pub fn issue(pay_to: Address, price: Raw, tag_modulus: u64, now: u64, ttl: Duration) -> Option<Session> {
-        // gen_range uses rejection sampling: no modulo bias.
-        let tag = OsRng.gen_range(0..tag_modulus);
+        Self::issue_with_tag(pay_to, price, random_tag(tag_modulus), now, ttl)
+    }
+
+    /// Like [`Session::issue`] with a chosen tag (the caller keeps it below the modulus).
+    pub fn issue_with_tag(pay_to: Address, price: Raw, tag: u64, now: u64, ttl: Duration) -> Option<Session> {
         Some(Session {
             id: SessionId::generate(),
             pay_to,
@@ -129,6 +132,11 @@ impl Session {
     pub fn is_expired(&self, now: u64) -> bool {
         now > self.expires_at
     }
+}
+
+/// A tag uniform in `[0, tag_modulus)` from the OS CSPRNG (rejection sampling: no modulo bias).
+pub fn random_tag(tag_modulus: u64) -> u64 {
+    OsRng.gen_range(0..tag_modulus)
 }
 
 /// Seconds since the Unix epoch, from the system clock.
@@ -175,10 +183,9 @@ mod tests {
 
     #[test]
     fn overflowing_amount_is_refused() {
-        let pay_to = Address::BURN;
-        assert!(
-            Session::issue(pay_to, Raw::new(u128::MAX), 10, 0, Duration::ZERO).map_or(true, |s| s.tag == 0)
-        );
+        let max = Raw::new(u128::MAX);
+        assert!(Session::issue_with_tag(Address::BURN, max, 1, 0, Duration::ZERO).is_none());
+        assert!(Session::issue_with_tag(Address::BURN, max, 0, 0, Duration::ZERO).is_some());
     }
 
     #[test]

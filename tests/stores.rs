@@ -13,15 +13,16 @@ mod memory {
 
     #[tokio::test]
     async fn memory_spent_set_is_bounded_and_never_evicts_live_entries() {
+        use nanosession::session::SessionId;
         use nanosession::store::conformance::random_hash;
-        use nanosession::store::SpentSet;
+        use nanosession::store::{Claim, SpentSet};
         let spent = MemorySpentSet::with_capacity(2);
         let keep = nanosession::session::unix_now() + 3600;
-        let (a, b) = (random_hash(), random_hash());
-        assert!(spent.claim(&a, keep).await.unwrap());
-        assert!(spent.claim(&b, keep).await.unwrap());
-        assert!(spent.claim(&random_hash(), keep).await.is_err(), "full set refuses, it does not evict");
-        assert!(spent.contains(&a).await.unwrap() && spent.contains(&b).await.unwrap());
+        let (a, b, s) = (random_hash(), random_hash(), SessionId::generate());
+        assert_eq!(spent.claim(&a, &s, keep).await.unwrap(), Claim::New);
+        assert_eq!(spent.claim(&b, &s, keep).await.unwrap(), Claim::New);
+        assert!(spent.claim(&random_hash(), &s, keep).await.is_err(), "full set refuses, it does not evict");
+        assert!(spent.owner(&a).await.unwrap().is_some() && spent.owner(&b).await.unwrap().is_some());
     }
 }
 
@@ -51,12 +52,15 @@ mod file {
         let s = session(random_merchant(), 1_000_000, 5, 0, 300);
         {
             let store = FileStore::open(&path).await.unwrap();
-            assert!(store.claim(&hash, nanosession::session::unix_now() + 3600).await.unwrap());
+            let claim = store.claim(&hash, &s.id, nanosession::session::unix_now() + 3600).await.unwrap();
+            assert_eq!(claim, nanosession::store::Claim::New);
             assert_eq!(store.insert(&s, nanosession::session::unix_now()).await.unwrap(), Insert::Inserted);
         }
         let store = FileStore::open(&path).await.unwrap();
-        assert!(store.contains(&hash).await.unwrap(), "spent hash survives a reopen");
-        assert!(!store.claim(&hash, nanosession::session::unix_now() + 3600).await.unwrap());
+        assert_eq!(store.owner(&hash).await.unwrap(), Some(s.id), "spent hash survives a reopen");
+        let other = nanosession::session::SessionId::generate();
+        let claim = store.claim(&hash, &other, nanosession::session::unix_now() + 3600).await.unwrap();
+        assert_eq!(claim, nanosession::store::Claim::Spent);
         assert_eq!(store.get(&s.id).await.unwrap(), Some(s.clone()), "pending session survives a reopen");
         let same_amount = session(s.pay_to, 1_000_000, 5, 0, 300);
         assert_eq!(

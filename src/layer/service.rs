@@ -24,12 +24,15 @@ use crate::nano::Raw;
 use crate::payment::VerifiedPayment;
 use crate::protocol::headers::{EXPOSE_LIST, PAYMENT_RESPONSE};
 use crate::protocol::{MalformedProof, Proof, Reason, SettlementResponse};
-use crate::session::{unix_now, Session};
-use crate::store::{Insert, StoreError};
+use crate::session::{random_tag, unix_now, Session};
+use crate::store::{Claim, Insert, StoreError};
 use crate::verify::{Expected, Rejection};
 
-/// How many tags to draw before giving up on finding a free `(pay_to, amount)`.
-const MAX_TAG_DRAWS: usize = 16;
+/// Random tags tried before scanning for a free `(pay_to, amount)`.
+const RANDOM_TAG_DRAWS: u64 = 8;
+/// The most consecutive tags scanned after the random draws (the whole range when the modulus
+/// is at most this), so a free tag in a small tag space is always found.
+const MAX_TAG_SCAN: u64 = 4096;
 /// Seconds between opportunistic prunes of the stores.
 const PRUNE_EVERY_SECS: u64 = 60;
 
@@ -183,10 +186,17 @@ impl<M> Gate<M> {
         let s = &*self.shared;
         let now = unix_now();
         self.maybe_prune(now);
-        for _ in 0..MAX_TAG_DRAWS {
-            let session =
-                Session::issue(s.challenge.pay_to(), price, s.challenge.tag_modulus(), now, s.session_ttl)
-                    .ok_or(Reason::StoreUnavailable)?;
+        let modulus = s.challenge.tag_modulus();
+        let start = random_tag(modulus);
+        for attempt in 0..RANDOM_TAG_DRAWS + modulus.min(MAX_TAG_SCAN) {
+            // Random draws first (almost always the first one is free); then a scan from a
+            // random start, so a nearly full tag space still yields its free tags.
+            let tag = match attempt.checked_sub(RANDOM_TAG_DRAWS) {
+                None => random_tag(modulus),
+                Some(step) => (start + step) % modulus,
+            };
+            let session = Session::issue_with_tag(s.challenge.pay_to(), price, tag, now, s.session_ttl)
+                .ok_or(Reason::StoreUnavailable)?;
             match s.sessions.insert(&session, now).await.map_err(store_down)? {
                 Insert::Inserted => return Ok(session),
                 Insert::AmountInUse => continue,
@@ -196,7 +206,7 @@ impl<M> Gate<M> {
                 }
             }
         }
-        tracing::warn!("no free tag after {MAX_TAG_DRAWS} draws; raise tag_modulus or lower traffic");
+        tracing::warn!("no free tag found; raise tag_modulus or lower the pending-session bound");
         Err(Reason::StoreUnavailable)
     }
 
@@ -257,7 +267,10 @@ impl<M> Gate<M> {
                 tracing::info!(session = %session_tag, "session expired");
                 return Err(Reason::SessionExpired);
             }
-            if s.spent.contains(&proof.block).await.map_err(store_down)? {
+            // Spent by another session. (Claimed by this very session means an earlier attempt
+            // was interrupted between claim and consumption: it may finish now.)
+            if s.spent.owner(&proof.block).await.map_err(store_down)?.is_some_and(|owner| owner != session.id)
+            {
                 return Err(Reason::AlreadySpent);
             }
 
@@ -277,18 +290,27 @@ impl<M> Gate<M> {
                 return Err(Reason::InvalidBlock);
             }
 
-            // Claim: the block first (exactly one claimer wins), then the session (taken once).
+            // Claim: the block first (exactly one session wins it), then the session (taken once).
             let keep_until = unix_now().saturating_add(s.retention.as_secs());
-            if !s.spent.claim(&proof.block, keep_until).await.map_err(store_down)? {
+            let claim = s.spent.claim(&proof.block, &session.id, keep_until).await.map_err(store_down)?;
+            if claim == Claim::Spent {
                 return Err(Reason::AlreadySpent);
             }
-            let taken = s.sessions.take(&session.id).await;
-            if !matches!(taken, Ok(Some(_))) {
-                // The payment was not used: give the block back so it is not burned for nothing.
-                if let Err(error) = s.spent.release(&proof.block).await {
-                    tracing::error!(block = %proof.block, %error, "could not release a claim; the block stays spent");
+            match s.sessions.take(&session.id).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    // A concurrent request consumed the session. If it did so with another block,
+                    // give this one back; `release` is a no-op when the block is that request's.
+                    if claim == Claim::New {
+                        if let Err(error) = s.spent.release(&proof.block, &session.id).await {
+                            tracing::warn!(block = %proof.block, %error, "could not release an unused claim");
+                        }
+                    }
+                    return Err(Reason::SessionUsed);
                 }
-                return Err(if taken.is_err() { Reason::StoreUnavailable } else { Reason::SessionUsed });
+                // The claim stays with this session, so its retry re-enters it once the store
+                // is back: an outage here never burns the payment.
+                Err(error) => return Err(store_down(error)),
             }
             Ok(VerifiedPayment {
                 block: block.hash,

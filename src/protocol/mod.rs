@@ -43,7 +43,7 @@ pub mod headers {
 
     /// The value of `Access-Control-Expose-Headers` that lets browsers read the payment headers.
     pub const EXPOSE_LIST: &str = "x-payment-address, x-payment-amount, x-payment-tag, \
-        x-payment-tag-modulus, x-payment-session, x-payment-expires, payment-required, payment-response";
+        x-payment-tag-modulus, x-payment-session, x-payment-expires, payment-required, payment-response, retry-after";
 }
 
 /// Standard base64 (RFC 4648 §4, with padding), the only alphabet the protocol uses.

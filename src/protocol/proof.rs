@@ -154,8 +154,10 @@ fn parse_signature(value: &str) -> Result<(SessionId, BlockHash), MalformedProof
         B64.decode(value).map_err(|_| MalformedProof("PAYMENT-SIGNATURE is not standard padded base64"))?;
     let wire: WirePayload = serde_json::from_slice(&json)
         .map_err(|_| MalformedProof("PAYMENT-SIGNATURE is not a valid x402 payment payload"))?;
-    if wire.x402_version.is_some_and(|v| v != X402_VERSION) {
-        return Err(MalformedProof("PAYMENT-SIGNATURE has an unsupported x402Version"));
+    match wire.x402_version {
+        Some(X402_VERSION) => {}
+        Some(_) => return Err(MalformedProof("PAYMENT-SIGNATURE has an unsupported x402Version")),
+        None => return Err(MalformedProof("PAYMENT-SIGNATURE lacks x402Version")),
     }
     let session = wire
         .accepted

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 
-use super::{Insert, SessionStore, SpentSet};
+use super::{Claim, Insert, SessionStore, SpentSet};
 use crate::nano::{Address, BlockHash, PublicKey, Raw};
 use crate::session::{unix_now, Session, SessionId};
 
@@ -161,51 +161,73 @@ pub async fn session_store_is_bounded(store: Arc<dyn SessionStore>, capacity: us
     assert_eq!(store.insert(&over, unix_now()).await.unwrap(), Insert::Inserted, "room after a take");
 }
 
-/// `claim` is insert-if-absent; `contains` sees claims; `release` undoes one.
+/// `claim` is insert-if-absent per hash; the owner re-enters, others find it spent; `owner`
+/// reports the claimer; `release` undoes only the owner's single claim.
 pub async fn spent_claim_once(spent: Arc<dyn SpentSet>) {
     let hash = random_hash();
+    let (alice, mallory) = (SessionId::generate(), SessionId::generate());
     let keep = unix_now() + 3600;
-    assert!(!spent.contains(&hash).await.unwrap(), "fresh hash is not spent");
-    assert!(spent.claim(&hash, keep).await.unwrap(), "first claim wins");
-    assert!(spent.contains(&hash).await.unwrap(), "claimed hash is spent");
-    assert!(!spent.claim(&hash, keep).await.unwrap(), "second claim loses");
-    spent.release(&hash).await.unwrap();
-    assert!(!spent.contains(&hash).await.unwrap(), "released hash is not spent");
-    assert!(spent.claim(&hash, keep).await.unwrap(), "released hash can be claimed again");
+    assert_eq!(spent.owner(&hash).await.unwrap(), None, "fresh hash is not spent");
+    assert_eq!(spent.claim(&hash, &alice, keep).await.unwrap(), Claim::New, "first claim wins");
+    assert_eq!(spent.owner(&hash).await.unwrap(), Some(alice), "owner is the claimer");
+    assert_eq!(spent.claim(&hash, &mallory, keep).await.unwrap(), Claim::Spent, "another session loses");
+    spent.release(&hash, &mallory).await.unwrap();
+    assert_eq!(spent.owner(&hash).await.unwrap(), Some(alice), "a non-owner cannot release");
+    spent.release(&hash, &alice).await.unwrap();
+    assert_eq!(spent.owner(&hash).await.unwrap(), None, "the owner's single claim is released");
+    assert_eq!(spent.claim(&hash, &mallory, keep).await.unwrap(), Claim::New, "released hash can be claimed");
 }
 
-/// Of many concurrent claims of one hash, exactly one wins.
-pub async fn spent_claim_once_under_races(spent: Arc<dyn SpentSet>) {
+/// The owner re-entering counts as a second claim, and a claim made twice is never released.
+pub async fn spent_reentered_claim_is_never_released(spent: Arc<dyn SpentSet>) {
     let hash = random_hash();
+    let alice = SessionId::generate();
     let keep = unix_now() + 3600;
-    let tasks: Vec<_> = (0..RACERS)
-        .map(|_| {
-            let spent = spent.clone();
-            tokio::spawn(async move { spent.claim(&hash, keep).await })
-        })
-        .collect();
-    let mut winners = 0;
-    for task in tasks {
-        if task.await.unwrap().unwrap() {
-            winners += 1;
+    assert_eq!(spent.claim(&hash, &alice, keep).await.unwrap(), Claim::New);
+    assert_eq!(spent.claim(&hash, &alice, keep).await.unwrap(), Claim::Reentered, "owner re-enters");
+    spent.release(&hash, &alice).await.unwrap();
+    assert_eq!(spent.owner(&hash).await.unwrap(), Some(alice), "a re-entered claim stays");
+}
+
+/// Of many concurrent claims of one hash by different sessions, exactly one wins; of many by
+/// one session, exactly one is `New` and the rest re-enter.
+pub async fn spent_claim_once_under_races(spent: Arc<dyn SpentSet>) {
+    for same_session in [false, true] {
+        let hash = random_hash();
+        let keep = unix_now() + 3600;
+        let shared = SessionId::generate();
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|_| {
+                let spent = spent.clone();
+                let session = if same_session { shared } else { SessionId::generate() };
+                tokio::spawn(async move { spent.claim(&hash, &session, keep).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap().unwrap());
         }
+        let new = outcomes.iter().filter(|c| **c == Claim::New).count();
+        assert_eq!(new, 1, "exactly one of {RACERS} racing claims wins (same session: {same_session})");
+        let others = if same_session { Claim::Reentered } else { Claim::Spent };
+        assert!(outcomes.iter().all(|c| *c == Claim::New || *c == others), "{outcomes:?}");
     }
-    assert_eq!(winners, 1, "exactly one of {RACERS} racing claims wins");
 }
 
 /// Pruning never drops an entry before its `keep_until`, and drops it after.
 pub async fn spent_prune_respects_retention(spent: Arc<dyn SpentSet>) {
     let (live, old) = (random_hash(), random_hash());
+    let session = SessionId::generate();
     let now = unix_now();
-    assert!(spent.claim(&live, now + 3600).await.unwrap());
-    assert!(spent.claim(&old, now + 1).await.unwrap());
+    assert_eq!(spent.claim(&live, &session, now + 3600).await.unwrap(), Claim::New);
+    assert_eq!(spent.claim(&old, &session, now + 1).await.unwrap(), Claim::New);
     spent.prune(now).await.unwrap();
-    assert!(spent.contains(&live).await.unwrap(), "prune keeps entries within retention");
-    assert!(spent.contains(&old).await.unwrap(), "prune keeps entries until keep_until");
+    assert!(spent.owner(&live).await.unwrap().is_some(), "prune keeps entries within retention");
+    assert!(spent.owner(&old).await.unwrap().is_some(), "prune keeps entries until keep_until");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     spent.prune(unix_now()).await.unwrap();
-    assert!(!spent.contains(&old).await.unwrap(), "entries past keep_until are dropped");
-    assert!(spent.contains(&live).await.unwrap(), "live entries survive");
+    assert!(spent.owner(&old).await.unwrap().is_none(), "entries past keep_until are dropped");
+    assert!(spent.owner(&live).await.unwrap().is_some(), "live entries survive");
 }
 
 /// One `#[tokio::test]` per session-store invariant.
@@ -253,7 +275,8 @@ macro_rules! session_store_conformance {
 macro_rules! spent_set_conformance {
     (optional: $make:expr) => {
         $crate::spent_set_conformance!(@tests $make;
-            spent_claim_once, spent_claim_once_under_races, spent_prune_respects_retention);
+            spent_claim_once, spent_reentered_claim_is_never_released, spent_claim_once_under_races,
+            spent_prune_respects_retention);
     };
     ($make:expr) => {
         $crate::spent_set_conformance!(optional: async { Some($make.await) });

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{Insert, SessionStore, SpentSet, StoreError};
+use super::{Claim, Insert, SessionStore, SpentSet, StoreError};
 use crate::nano::BlockHash;
 use crate::session::{Session, SessionId};
 
@@ -22,8 +22,8 @@ const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions")
 const AMOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("session_amounts");
 /// expires_at big-endian (8) ‖ id (16) -> (): the expiry index, pruned from the front.
 const SESSION_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("session_expiry");
-/// block hash (32) -> keep_until.
-const SPENT: TableDefinition<&[u8], u64> = TableDefinition::new("spent");
+/// block hash (32) -> owner session (16) ‖ claims u32 BE (4) ‖ keep_until u64 BE (8).
+const SPENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("spent");
 /// keep_until big-endian (8) ‖ hash (32) -> ().
 const SPENT_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("spent_expiry");
 
@@ -214,43 +214,95 @@ impl SessionStore for FileStore {
     }
 }
 
-#[async_trait]
-impl SpentSet for FileStore {
-    async fn contains(&self, hash: &BlockHash) -> Result<bool, StoreError> {
-        let hash = *hash;
-        self.run(move |db| Ok(db.begin_read()?.open_table(SPENT)?.get(hash.as_bytes().as_slice())?.is_some()))
-            .await
+/// One spent-set record.
+struct Entry {
+    owner: SessionId,
+    claims: u32,
+    keep_until: u64,
+}
+
+impl Entry {
+    fn encode(&self) -> [u8; 28] {
+        let mut v = [0u8; 28];
+        v[..16].copy_from_slice(self.owner.as_bytes());
+        v[16..20].copy_from_slice(&self.claims.to_be_bytes());
+        v[20..].copy_from_slice(&self.keep_until.to_be_bytes());
+        v
     }
 
-    async fn claim(&self, hash: &BlockHash, keep_until: u64) -> Result<bool, StoreError> {
+    fn decode(v: &[u8]) -> Result<Self, redb::Error> {
+        if v.len() != 28 {
+            return Err(redb::Error::Corrupted("spent record of the wrong size".into()));
+        }
+        Ok(Entry {
+            owner: SessionId::from_bytes(v[..16].try_into().expect("16 bytes")),
+            claims: u32::from_be_bytes(v[16..20].try_into().expect("4 bytes")),
+            keep_until: u64::from_be_bytes(v[20..].try_into().expect("8 bytes")),
+        })
+    }
+}
+
+#[async_trait]
+impl SpentSet for FileStore {
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError> {
         let hash = *hash;
         self.run(move |db| {
-            let tx = db.begin_write()?;
-            {
-                let mut spent = tx.open_table(SPENT)?;
-                if spent.get(hash.as_bytes().as_slice())?.is_some() {
-                    return Ok(false);
-                }
-                spent.insert(hash.as_bytes().as_slice(), keep_until)?;
-                tx.open_table(SPENT_EXPIRY)?
-                    .insert(expiry_key(keep_until, hash.as_bytes()).as_slice(), ())?;
-            }
-            // Durable before the layer grants anything.
-            tx.commit()?;
-            Ok(true)
+            let tx = db.begin_read()?;
+            let table = tx.open_table(SPENT)?;
+            let found = table.get(hash.as_bytes().as_slice())?;
+            found.map(|v| Entry::decode(v.value()).map(|e| e.owner)).transpose()
         })
         .await
     }
 
-    async fn release(&self, hash: &BlockHash) -> Result<(), StoreError> {
-        let hash = *hash;
+    async fn claim(
+        &self,
+        hash: &BlockHash,
+        session: &SessionId,
+        keep_until: u64,
+    ) -> Result<Claim, StoreError> {
+        let (hash, session) = (*hash, *session);
+        self.run(move |db| {
+            let tx = db.begin_write()?;
+            let outcome = {
+                let mut spent = tx.open_table(SPENT)?;
+                let existing =
+                    spent.get(hash.as_bytes().as_slice())?.map(|v| Entry::decode(v.value())).transpose()?;
+                match existing {
+                    Some(entry) if entry.owner != session => return Ok(Claim::Spent),
+                    Some(mut entry) => {
+                        entry.claims += 1;
+                        spent.insert(hash.as_bytes().as_slice(), entry.encode().as_slice())?;
+                        Claim::Reentered
+                    }
+                    None => {
+                        let entry = Entry { owner: session, claims: 1, keep_until };
+                        spent.insert(hash.as_bytes().as_slice(), entry.encode().as_slice())?;
+                        let key = expiry_key(keep_until, hash.as_bytes());
+                        tx.open_table(SPENT_EXPIRY)?.insert(key.as_slice(), ())?;
+                        Claim::New
+                    }
+                }
+            };
+            // Durable before the layer grants anything.
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
+        let (hash, session) = (*hash, *session);
         self.run(move |db| {
             let tx = db.begin_write()?;
             {
-                let removed = tx.open_table(SPENT)?.remove(hash.as_bytes().as_slice())?.map(|g| g.value());
-                if let Some(keep_until) = removed {
+                let mut spent = tx.open_table(SPENT)?;
+                let existing =
+                    spent.get(hash.as_bytes().as_slice())?.map(|v| Entry::decode(v.value())).transpose()?;
+                if let Some(entry) = existing.filter(|e| e.owner == session && e.claims == 1) {
+                    spent.remove(hash.as_bytes().as_slice())?;
                     tx.open_table(SPENT_EXPIRY)?
-                        .remove(expiry_key(keep_until, hash.as_bytes()).as_slice())?;
+                        .remove(expiry_key(entry.keep_until, hash.as_bytes()).as_slice())?;
                 }
             }
             tx.commit()?;
@@ -283,7 +335,7 @@ impl SpentSet for FileStore {
         .await
     }
 
-    async fn len(&self) -> Result<Option<u64>, StoreError> {
+    async fn size(&self) -> Result<Option<u64>, StoreError> {
         self.run(|db| Ok(Some(db.begin_read()?.open_table(SPENT)?.len()?))).await
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Insert, SessionStore, SpentSet, StoreError};
+use super::{Claim, Insert, SessionStore, SpentSet, StoreError};
 use crate::nano::{Address, BlockHash, Raw};
 use crate::session::{Session, SessionId};
 
@@ -123,9 +123,16 @@ pub struct MemorySpentSet {
     inner: Mutex<Spent>,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    owner: SessionId,
+    claims: u32,
+    keep_until: u64,
+}
+
 #[derive(Debug, Default)]
 struct Spent {
-    by_hash: HashMap<BlockHash, u64>,
+    by_hash: HashMap<BlockHash, Entry>,
     by_expiry: BTreeSet<(u64, BlockHash)>,
 }
 
@@ -163,33 +170,43 @@ impl Default for MemorySpentSet {
 
 #[async_trait]
 impl SpentSet for MemorySpentSet {
-    async fn contains(&self, hash: &BlockHash) -> Result<bool, StoreError> {
-        Ok(self.lock().by_hash.contains_key(hash))
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError> {
+        Ok(self.lock().by_hash.get(hash).map(|e| e.owner))
     }
 
-    async fn claim(&self, hash: &BlockHash, keep_until: u64) -> Result<bool, StoreError> {
+    async fn claim(
+        &self,
+        hash: &BlockHash,
+        session: &SessionId,
+        keep_until: u64,
+    ) -> Result<Claim, StoreError> {
         let mut s = self.lock();
-        if s.by_hash.contains_key(hash) {
-            return Ok(false);
+        if let Some(entry) = s.by_hash.get_mut(hash) {
+            if entry.owner != *session {
+                return Ok(Claim::Spent);
+            }
+            entry.claims += 1;
+            return Ok(Claim::Reentered);
         }
         if s.by_hash.len() >= self.capacity {
-            // Only entries past their retention may go; `keep_until` is at least now + retention,
-            // so anything older than the earliest retention horizon cannot be live.
-            let now = crate::session::unix_now();
-            s.prune(now);
+            // Only entries past their retention may go, never live ones.
+            s.prune(crate::session::unix_now());
             if s.by_hash.len() >= self.capacity {
                 return Err(StoreError::new("memory", "spent set is full"));
             }
         }
-        s.by_hash.insert(*hash, keep_until);
+        s.by_hash.insert(*hash, Entry { owner: *session, claims: 1, keep_until });
         s.by_expiry.insert((keep_until, *hash));
-        Ok(true)
+        Ok(Claim::New)
     }
 
-    async fn release(&self, hash: &BlockHash) -> Result<(), StoreError> {
+    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
         let mut s = self.lock();
-        if let Some(keep_until) = s.by_hash.remove(hash) {
-            s.by_expiry.remove(&(keep_until, *hash));
+        if let Some(entry) = s.by_hash.get(hash).copied() {
+            if entry.owner == *session && entry.claims == 1 {
+                s.by_hash.remove(hash);
+                s.by_expiry.remove(&(entry.keep_until, *hash));
+            }
         }
         Ok(())
     }
@@ -198,7 +215,7 @@ impl SpentSet for MemorySpentSet {
         Ok(self.lock().prune(now))
     }
 
-    async fn len(&self) -> Result<Option<u64>, StoreError> {
+    async fn size(&self) -> Result<Option<u64>, StoreError> {
         Ok(Some(self.lock().by_hash.len() as u64))
     }
 }

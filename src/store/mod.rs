@@ -90,34 +90,56 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn prune(&self, now: u64) -> Result<u64, StoreError>;
 }
 
-/// Block hashes that already paid for something.
+/// The outcome of [`SpentSet::claim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This call claimed the hash for the session.
+    New,
+    /// The hash was already claimed for this same session by an earlier attempt whose session
+    /// consumption did not complete (e.g. the store failed in between). The claim stands and
+    /// the attempt may proceed: a session can be consumed only once, so this cannot grant twice.
+    Reentered,
+    /// Another session claimed the hash: it is spent.
+    Spent,
+}
+
+/// Block hashes that already paid for something, each with the session that claimed it.
 ///
-/// Invariants every implementation must keep:
+/// Invariants every implementation must keep (the conformance tests check them):
 /// 1. **Atomic claim**: [`claim`](SpentSet::claim) is insert-if-absent; of any number of
 ///    concurrent claims of one hash, across all instances sharing the backend, exactly one
-///    returns `true`. (The seed's `has` then `add` races; `claim` is the one operation that
-///    decides.)
-/// 2. **Retention**: a claimed hash stays claimed at least until the `keep_until` it was claimed
-///    with. Dropping it earlier re-opens the block for replay, so a full store refuses new claims
-///    with an error rather than evicting live entries.
-/// 3. **Durability** (persistent backends): a claim that returned `true` survives a crash.
+///    returns [`Claim::New`]. Claims for another session get [`Claim::Spent`]; claims for the
+///    owning session get [`Claim::Reentered`] and count as one more claim. (The seed's `has`
+///    then `add` races; `claim` is the one operation that decides.)
+/// 2. **Guarded release**: [`release`](SpentSet::release) removes the entry only if `session`
+///    owns it and it was claimed exactly once, atomically. So a request that lost the race for
+///    its session never frees a block that a concurrent request of the same session used.
+/// 3. **Retention**: a claimed hash stays claimed at least until the `keep_until` it was first
+///    claimed with. Dropping it earlier re-opens the block for replay, so a full store refuses
+///    new claims with an error rather than evicting live entries.
+/// 4. **Durability** (persistent backends): a claim that returned `New` survives a crash.
 #[async_trait]
 pub trait SpentSet: Send + Sync + 'static {
-    /// Whether the hash is claimed (a cheap pre-check; [`claim`](SpentSet::claim) decides).
-    async fn contains(&self, hash: &BlockHash) -> Result<bool, StoreError>;
+    /// The session that claimed the hash, if any (a cheap pre-check; `claim` decides).
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError>;
 
-    /// Claims the hash until `keep_until` (Unix seconds) if nobody has; `true` if this call did.
-    async fn claim(&self, hash: &BlockHash, keep_until: u64) -> Result<bool, StoreError>;
+    /// Claims the hash for `session` until `keep_until` (Unix seconds); see [`Claim`].
+    async fn claim(
+        &self,
+        hash: &BlockHash,
+        session: &SessionId,
+        keep_until: u64,
+    ) -> Result<Claim, StoreError>;
 
-    /// Undoes this caller's own successful claim (used when the session was consumed by a
-    /// concurrent request, so the payment was not used).
-    async fn release(&self, hash: &BlockHash) -> Result<(), StoreError>;
+    /// Undoes a claim that `session` made exactly once, because its session was consumed by a
+    /// concurrent request and the payment was not used. Otherwise does nothing.
+    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError>;
 
     /// Removes entries whose `keep_until < now`; returns how many were removed.
     async fn prune(&self, now: u64) -> Result<u64, StoreError>;
 
     /// How many hashes are held (for monitoring), if the backend can tell cheaply.
-    async fn len(&self) -> Result<Option<u64>, StoreError> {
+    async fn size(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
 }

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use super::{Insert, SessionStore, SpentSet, StoreError};
+use super::{Claim, Insert, SessionStore, SpentSet, StoreError};
 use crate::nano::BlockHash;
 use crate::session::{Session, SessionId};
 
@@ -75,7 +75,7 @@ struct Sql {
     get_session: String,
     take_session: String,
     prune_sessions: String,
-    spent_contains: String,
+    spent_owner: String,
     spent_claim: String,
     spent_release: String,
     spent_prune: String,
@@ -98,11 +98,15 @@ impl Sql {
             get_session: format!("SELECT data FROM {p}sessions WHERE id = $1"),
             take_session: format!("DELETE FROM {p}sessions WHERE id = $1 RETURNING data"),
             prune_sessions: format!("DELETE FROM {p}sessions WHERE expires_at < $1"),
-            spent_contains: format!("SELECT 1 FROM {p}spent WHERE hash = $1"),
+            spent_owner: format!("SELECT owner FROM {p}spent WHERE hash = $1"),
+            // One statement decides: insert (claims = 1), or re-enter if this session owns it
+            // (claims + 1), or no row at all when another session owns it.
             spent_claim: format!(
-                "INSERT INTO {p}spent (hash, keep_until) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING"
+                "INSERT INTO {p}spent (hash, owner, claims, keep_until) VALUES ($1, $2, 1, $3) \
+                 ON CONFLICT (hash) DO UPDATE SET claims = {p}spent.claims + 1 \
+                 WHERE {p}spent.owner = EXCLUDED.owner RETURNING claims"
             ),
-            spent_release: format!("DELETE FROM {p}spent WHERE hash = $1"),
+            spent_release: format!("DELETE FROM {p}spent WHERE hash = $1 AND owner = $2 AND claims = 1"),
             spent_prune: format!("DELETE FROM {p}spent WHERE keep_until < $1"),
             spent_len: format!("SELECT count(*) FROM {p}spent"),
         }
@@ -120,8 +124,13 @@ impl Sql {
              CREATE INDEX IF NOT EXISTS {p}sessions_expiry ON {p}sessions (expires_at);
              CREATE TABLE IF NOT EXISTS {p}spent (
                 hash bytea PRIMARY KEY,
+                owner bytea NOT NULL,
+                claims integer NOT NULL,
                 keep_until bigint NOT NULL);
-             CREATE INDEX IF NOT EXISTS {p}spent_keep_until ON {p}spent (keep_until);"
+             CREATE INDEX IF NOT EXISTS {p}spent_keep_until ON {p}spent (keep_until);
+             -- Tables from before claims carried their session: old rows belong to no session.
+             ALTER TABLE {p}spent ADD COLUMN IF NOT EXISTS owner bytea NOT NULL DEFAULT '\\x'::bytea;
+             ALTER TABLE {p}spent ADD COLUMN IF NOT EXISTS claims integer NOT NULL DEFAULT 1;"
         )
     }
 }
@@ -262,25 +271,48 @@ impl SessionStore for PostgresStore {
 
 #[async_trait]
 impl SpentSet for PostgresStore {
-    async fn contains(&self, hash: &BlockHash) -> Result<bool, StoreError> {
-        Ok(self.query_opt(&self.sql.spent_contains, &[&hash.as_bytes().as_slice()]).await?.is_some())
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError> {
+        let row = self.query_opt(&self.sql.spent_owner, &[&hash.as_bytes().as_slice()]).await?;
+        row.map(|r| {
+            let owner: &[u8] = r.get(0);
+            owner
+                .try_into()
+                .map(SessionId::from_bytes)
+                .map_err(|_| StoreError::new("postgres", "bad spent record"))
+        })
+        .transpose()
     }
 
-    async fn claim(&self, hash: &BlockHash, keep_until: u64) -> Result<bool, StoreError> {
-        let inserted =
-            self.execute(&self.sql.spent_claim, &[&hash.as_bytes().as_slice(), &to_i64(keep_until)]).await?;
-        Ok(inserted == 1)
+    async fn claim(
+        &self,
+        hash: &BlockHash,
+        session: &SessionId,
+        keep_until: u64,
+    ) -> Result<Claim, StoreError> {
+        let row = self
+            .query_opt(
+                &self.sql.spent_claim,
+                &[&hash.as_bytes().as_slice(), &session.as_bytes().as_slice(), &to_i64(keep_until)],
+            )
+            .await?;
+        Ok(match row.map(|r| r.get::<_, i32>(0)) {
+            Some(1) => Claim::New,
+            Some(_) => Claim::Reentered,
+            None => Claim::Spent,
+        })
     }
 
-    async fn release(&self, hash: &BlockHash) -> Result<(), StoreError> {
-        self.execute(&self.sql.spent_release, &[&hash.as_bytes().as_slice()]).await.map(|_| ())
+    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
+        self.execute(&self.sql.spent_release, &[&hash.as_bytes().as_slice(), &session.as_bytes().as_slice()])
+            .await
+            .map(|_| ())
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
         self.execute(&self.sql.spent_prune, &[&to_i64(now)]).await
     }
 
-    async fn len(&self) -> Result<Option<u64>, StoreError> {
+    async fn size(&self) -> Result<Option<u64>, StoreError> {
         let row = self.query_opt(&self.sql.spent_len, &[]).await?;
         Ok(row.map(|r| r.get::<_, i64>(0) as u64))
     }

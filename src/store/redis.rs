@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 
-use super::{Insert, SessionStore, SpentSet, StoreError};
+use super::{Claim, Insert, SessionStore, SpentSet, StoreError};
 use crate::nano::BlockHash;
 use crate::session::{Session, SessionId};
 
@@ -68,6 +68,28 @@ const PRUNE: &str = r#"
 return prune(KEYS[1], ARGV[1], ARGV[2])
 "#;
 
+const CLAIM: &str = r#"
+-- KEYS: spent entry (hash: o = owner session, n = claims). ARGV: owner, keep_until_ms
+local owner = redis.call('HGET', KEYS[1], 'o')
+if not owner then
+  redis.call('HSET', KEYS[1], 'o', ARGV[1], 'n', 1)
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+  return 1
+end
+if owner == ARGV[1] then
+  redis.call('HINCRBY', KEYS[1], 'n', 1)
+  return 2
+end
+return 0
+"#;
+
+const RELEASE: &str = r#"
+-- KEYS: spent entry. ARGV: owner. Only the owner's single claim is undone.
+local v = redis.call('HMGET', KEYS[1], 'o', 'n')
+if v[1] == ARGV[1] and v[2] == '1' then redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
 /// Options for [`RedisStore::connect_with`].
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
@@ -99,6 +121,8 @@ pub struct RedisStore {
     insert: Script,
     take: Script,
     prune: Script,
+    claim: Script,
+    release: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -135,6 +159,8 @@ impl RedisStore {
             insert: Script::new(&format!("{PRUNE_FN}{INSERT}")),
             take: Script::new(TAKE),
             prune: Script::new(&format!("{PRUNE_FN}{PRUNE}")),
+            claim: Script::new(CLAIM),
+            release: Script::new(RELEASE),
         })
     }
 
@@ -228,30 +254,48 @@ impl SessionStore for RedisStore {
 
 #[async_trait]
 impl SpentSet for RedisStore {
-    async fn contains(&self, hash: &BlockHash) -> Result<bool, StoreError> {
-        redis::cmd("EXISTS")
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError> {
+        let owner: Option<String> = redis::cmd("HGET")
             .arg(self.spent_key(hash))
-            .query_async(&mut self.manager.clone())
-            .await
-            .map_err(err)
-    }
-
-    async fn claim(&self, hash: &BlockHash, keep_until: u64) -> Result<bool, StoreError> {
-        // One atomic command: set if absent, expiring at the end of the retention.
-        let set: Option<String> = redis::cmd("SET")
-            .arg(self.spent_key(hash))
-            .arg(1)
-            .arg("NX")
-            .arg("PXAT")
-            .arg(keep_until.saturating_mul(1000))
+            .arg("o")
             .query_async(&mut self.manager.clone())
             .await
             .map_err(err)?;
-        Ok(set.is_some())
+        owner.map(|o| o.parse().map_err(|_| StoreError::new("redis", "bad spent record"))).transpose()
     }
 
-    async fn release(&self, hash: &BlockHash) -> Result<(), StoreError> {
-        redis::cmd("DEL").arg(self.spent_key(hash)).query_async(&mut self.manager.clone()).await.map_err(err)
+    async fn claim(
+        &self,
+        hash: &BlockHash,
+        session: &SessionId,
+        keep_until: u64,
+    ) -> Result<Claim, StoreError> {
+        // One atomic script: claim if absent (expiring at the end of the retention), re-enter
+        // if this session owns it.
+        let outcome: i64 = self
+            .claim
+            .key(self.spent_key(hash))
+            .arg(session.to_string())
+            .arg(keep_until.saturating_mul(1000))
+            .invoke_async(&mut self.manager.clone())
+            .await
+            .map_err(err)?;
+        Ok(match outcome {
+            1 => Claim::New,
+            2 => Claim::Reentered,
+            _ => Claim::Spent,
+        })
+    }
+
+    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
+        let _: i64 = self
+            .release
+            .key(self.spent_key(hash))
+            .arg(session.to_string())
+            .invoke_async(&mut self.manager.clone())
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 
     async fn prune(&self, _now: u64) -> Result<u64, StoreError> {

@@ -12,14 +12,12 @@ use serde_json::{json, Value};
 pub use canned_node::{CannedNode, Fault, Recorded};
 
 /// The real mainnet send of reference §6.2, verbatim as a node sends it.
-pub const MAINNET_SEND_HASH: &str =
-    "87434F8041869A01C8F6F263B87972D7BA443A72E0A97D7A3FD0CCC2358FD6F9";
+pub const MAINNET_SEND_HASH: &str = "87434F8041869A01C8F6F263B87972D7BA443A72E0A97D7A3FD0CCC2358FD6F9";
 /// Its destination (the `link` as an address).
 pub const MAINNET_SEND_DESTINATION: &str =
     "nano_1qato4k7z3spc8gq1zyd8xeqfbzsoxwo36a45ozbrxcatut7up8ohyardu1z";
 /// Its sender.
-pub const MAINNET_SEND_ACCOUNT: &str =
-    "nano_1ipx847tk8o46pwxt5qjdbncjqcbwcc1rrmqnkztrfjy5k7z4imsrata9est";
+pub const MAINNET_SEND_ACCOUNT: &str = "nano_1ipx847tk8o46pwxt5qjdbncjqcbwcc1rrmqnkztrfjy5k7z4imsrata9est";
 /// Its amount in raw (30,000 XNO).
 pub const MAINNET_SEND_AMOUNT: u128 = 30_000_000_000_000_000_000_000_000_000_000_000;
 
@@ -45,10 +43,7 @@ pub fn mainnet_send_reply() -> Value {
 
 /// Unix seconds now.
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// A signed state block sending from `payer` to `to`, leaving `balance_after`.
@@ -117,3 +112,5 @@ pub fn refused_url() -> String {
     drop(listener);
     format!("http://127.0.0.1:{port}/")
 }
+pub mod fake;
+pub mod proxy;
