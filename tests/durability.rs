@@ -43,10 +43,11 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
+        // Owned at once, so Drop kills and reaps it even if it never comes up.
+        let server = Server { child, base: format!("http://127.0.0.1:{port}") };
         for _ in 0..100 {
-            if reqwest::get(format!("{base}/healthz")).await.is_ok_and(|r| r.status() == 200) {
-                return Server { child, base };
+            if reqwest::get(format!("{}/healthz", server.base)).await.is_ok_and(|r| r.status() == 200) {
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -57,6 +58,7 @@ impl Server {
     fn kill_9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        // Drop's second kill and wait are no-ops on a reaped child.
     }
 
     async fn challenge(&self) -> (String, Raw) {
