@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod grpc;
 pub mod layer;
 pub mod nano;
 pub mod payment;

@@ -63,6 +63,9 @@ impl Refusal {
 pub trait RefusalBody<B>: Clone + Send + Sync + 'static {
     /// Builds the body; may add headers such as `Content-Type`.
     fn body(&self, refusal: &Refusal, headers: &mut HeaderMap) -> B;
+
+    /// An empty body, for gRPC refusals (trailers-only responses carry everything in headers).
+    fn empty(&self) -> B;
 }
 
 /// Refusals get `B::default()`: an empty body. Works for every body type, including tonic's.
@@ -71,6 +74,10 @@ pub struct EmptyBody;
 
 impl<B: Default> RefusalBody<B> for EmptyBody {
     fn body(&self, _: &Refusal, _: &mut HeaderMap) -> B {
+        B::default()
+    }
+
+    fn empty(&self) -> B {
         B::default()
     }
 }
@@ -84,17 +91,26 @@ impl<B: From<Bytes>> RefusalBody<B> for JsonBody {
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         B::from(refusal.to_json())
     }
+
+    fn empty(&self) -> B {
+        B::from(Bytes::new())
+    }
 }
 
-/// Refusals get whatever the closure builds.
+/// Refusals get whatever the closure builds (gRPC refusals get `B::default()`).
 #[derive(Clone, Copy, Debug)]
 pub struct FnBody<F>(pub F);
 
 impl<B, F> RefusalBody<B> for FnBody<F>
 where
+    B: Default,
     F: Fn(&Refusal, &mut HeaderMap) -> B + Clone + Send + Sync + 'static,
 {
     fn body(&self, refusal: &Refusal, headers: &mut HeaderMap) -> B {
         (self.0)(refusal, headers)
+    }
+
+    fn empty(&self) -> B {
+        B::default()
     }
 }

@@ -18,6 +18,8 @@ pub(crate) type PriceFn = dyn Fn(&Parts) -> Option<Raw> + Send + Sync;
 
 pub(crate) enum Pricing {
     Static(Raw),
+    /// Exact request path (a gRPC method such as `/pkg.Service/Method`) to price.
+    Table(std::collections::HashMap<String, Raw>),
     Dynamic(Box<PriceFn>),
 }
 
@@ -33,6 +35,7 @@ pub(crate) struct Shared {
     pub retention: Duration,
     pub confirm_wait: Duration,
     pub expose_headers: bool,
+    pub grpc_codes: [i32; 15],
     pub metrics: Arc<Metrics>,
     pub last_prune: std::sync::atomic::AtomicU64,
 }
@@ -67,6 +70,9 @@ pub enum ConfigError {
         /// The tag modulus.
         modulus: u64,
     },
+    /// A gRPC status code outside 1..=16 was configured.
+    #[error("gRPC status code {0} is not a status code (1..=16)")]
+    InvalidGrpcCode(i32),
     /// The static price is zero, or price plus the largest tag overflows.
     #[error("price must be above zero and leave room for the tag below 2^128")]
     PriceOutOfRange,
@@ -191,6 +197,7 @@ pub struct PaymentRequiredLayerBuilder {
     spent: Option<Arc<dyn SpentSet>>,
     verifier: Option<Arc<dyn PaymentVerifier>>,
     expose_headers: bool,
+    grpc_codes: [i32; 15],
 }
 
 impl Default for PaymentRequiredLayerBuilder {
@@ -211,6 +218,7 @@ impl Default for PaymentRequiredLayerBuilder {
             spent: None,
             verifier: None,
             expose_headers: false,
+            grpc_codes: crate::protocol::Reason::ALL.map(crate::protocol::Reason::grpc_code),
         }
     }
 }
@@ -237,6 +245,27 @@ impl PaymentRequiredLayerBuilder {
     /// of the tag modulus.
     pub fn price(mut self, price: Raw) -> Self {
         self.pricing = Some(Pricing::Static(price));
+        self
+    }
+
+    /// A price per exact request path, e.g. per gRPC method (`/pkg.Service/Method`); paths not
+    /// in the table pass through for free. Every price must be a multiple of the tag modulus.
+    ///
+    /// ```
+    /// # use nanosession::{PaymentRequiredLayer, nano::Raw};
+    /// let builder = PaymentRequiredLayer::builder()
+    ///     .price_table([("/demo.Paywall/Paid", Raw::new(10_000_000)), ("/demo.Paywall/PaidStream", Raw::new(20_000_000))]);
+    /// # let _ = builder;
+    /// ```
+    pub fn price_table<P: Into<String>>(mut self, prices: impl IntoIterator<Item = (P, Raw)>) -> Self {
+        self.pricing = Some(Pricing::Table(prices.into_iter().map(|(p, r)| (p.into(), r)).collect()));
+        self
+    }
+
+    /// The gRPC status code (as `tonic::Code as i32`) for refusals with `reason`; defaults in
+    /// [`Reason::grpc_code`](crate::protocol::Reason::grpc_code).
+    pub fn grpc_code(mut self, reason: crate::protocol::Reason, code: i32) -> Self {
+        self.grpc_codes[reason.index()] = code;
         self
     }
 
@@ -363,8 +392,15 @@ impl PaymentRequiredLayerBuilder {
             return Err(ConfigError::ZeroTagModulus);
         }
         let pricing = self.pricing.ok_or(ConfigError::MissingPrice)?;
-        if let Pricing::Static(price) = pricing {
-            check_price(price, self.tag_modulus)?;
+        match &pricing {
+            Pricing::Static(price) => check_price(*price, self.tag_modulus)?,
+            Pricing::Table(prices) => {
+                prices.values().try_for_each(|price| check_price(*price, self.tag_modulus))?
+            }
+            Pricing::Dynamic(_) => {} // checked per request
+        }
+        if let Some(code) = self.grpc_codes.iter().find(|c| !(1..=16).contains(*c)) {
+            return Err(ConfigError::InvalidGrpcCode(*code));
         }
         let verifier = self.verifier.ok_or(ConfigError::MissingVerifier)?;
         let base_url = self.public_base_url.ok_or(ConfigError::InvalidPublicUrl)?;
@@ -398,6 +434,7 @@ impl PaymentRequiredLayerBuilder {
             retention: self.retention,
             confirm_wait: self.confirm_wait,
             expose_headers: self.expose_headers,
+            grpc_codes: self.grpc_codes,
             metrics: Arc::default(),
             last_prune: Default::default(),
         };

@@ -20,6 +20,7 @@ use tower_service::Service;
 use super::body::{EmptyBody, Refusal, RefusalBody};
 use super::builder::{check_price, Pricing, Shared};
 use super::future::ResponseFuture;
+use crate::grpc;
 use crate::nano::Raw;
 use crate::payment::VerifiedPayment;
 use crate::protocol::headers::{EXPOSE_LIST, PAYMENT_RESPONSE};
@@ -83,8 +84,13 @@ where
         let price = match price {
             Ok(Some(price)) => price,
             Ok(None) => return ResponseFuture::passthrough(self.inner.call(req)),
-            Err(refusal) => return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new())),
+            Err(refusal) => {
+                let grpc = grpc::is_grpc(req.headers());
+                return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new(), grpc));
+            }
         };
+        // gRPC clients get every refusal as a trailers-only response instead of a 402.
+        let grpc = grpc::is_grpc(req.headers());
 
         // 2. Read the proof: pure parsing, so a bad request never costs I/O.
         let proof = match Proof::from_headers(req.headers()) {
@@ -93,7 +99,7 @@ where
                 tracing::info!(reason = "malformed_payment", detail, "payment refused");
                 self.gate.shared.metrics.refusal(Reason::MalformedPayment);
                 let refusal = Refusal { detail: Some(detail), ..Refusal::new(Reason::MalformedPayment) };
-                return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new()));
+                return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new(), grpc));
             }
         };
 
@@ -102,14 +108,14 @@ where
             None => {
                 let path = path_of(&req);
                 ResponseFuture::gate(Box::pin(async move {
-                    Ok(gate.challenge(Reason::PaymentRequired, price, &path).await)
+                    Ok(gate.challenge(Reason::PaymentRequired, price, &path, grpc).await)
                 }))
             }
             Some(proof) => {
                 // The service polled ready is the one we call later; leave a clone in its place.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::gate(Box::pin(gate.pay(proof, price, req, inner)))
+                ResponseFuture::gate(Box::pin(gate.pay(proof, price, req, inner, grpc)))
             }
         }
     }
@@ -139,6 +145,10 @@ impl<M> Gate<M> {
         }
         match &self.shared.pricing {
             Pricing::Static(price) => (req, Ok(Some(*price))),
+            Pricing::Table(prices) => {
+                let price = prices.get(req.uri().path()).copied();
+                (req, Ok(price))
+            }
             Pricing::Dynamic(price_of) => {
                 let (parts, body) = req.into_parts();
                 let price = price_of(&parts);
@@ -164,7 +174,7 @@ impl<M> Gate<M> {
 
 impl<M> Gate<M> {
     /// No proof yet (or a fresh challenge is due): issue a session and answer 402.
-    async fn challenge<B>(&self, reason: Reason, price: Raw, path: &str) -> Response<B>
+    async fn challenge<B>(&self, reason: Reason, price: Raw, path: &str, grpc: bool) -> Response<B>
     where
         M: RefusalBody<B>,
     {
@@ -178,7 +188,7 @@ impl<M> Gate<M> {
             }
             Err(reason) => Refusal::new(reason),
         };
-        self.respond(refusal, headers)
+        self.respond(refusal, headers, grpc)
     }
 
     /// Draws a session whose amount no other pending session has, and stores it.
@@ -217,6 +227,7 @@ impl<M> Gate<M> {
         price: Raw,
         mut req: Request<ReqBody>,
         mut inner: S,
+        grpc: bool,
     ) -> Result<Response<B>, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<B>>,
@@ -227,9 +238,9 @@ impl<M> Gate<M> {
             Err(reason) => {
                 self.shared.metrics.refusal(reason);
                 return Ok(if reason.fresh_challenge() {
-                    self.challenge(reason, price, &path_of(&req)).await
+                    self.challenge(reason, price, &path_of(&req), grpc).await
                 } else {
-                    self.respond(Refusal::new(reason), HeaderMap::new())
+                    self.respond(Refusal::new(reason), HeaderMap::new(), grpc)
                 });
             }
         };
@@ -339,8 +350,9 @@ impl<M> Gate<M> {
     }
 
     /// Renders a refusal: status, `Retry-After`, failed `PAYMENT-RESPONSE` after a proof,
-    /// `Cache-Control: no-store`, optional CORS exposure, and the body from the hook.
-    fn respond<B>(&self, refusal: Refusal, mut headers: HeaderMap) -> Response<B>
+    /// `Cache-Control: no-store`, optional CORS exposure, and the body from the hook; for gRPC
+    /// the same headers as metadata of a trailers-only response with `grpc-status`.
+    fn respond<B>(&self, refusal: Refusal, mut headers: HeaderMap, grpc: bool) -> Response<B>
     where
         M: RefusalBody<B>,
     {
@@ -358,9 +370,18 @@ impl<M> Gate<M> {
         if self.shared.expose_headers {
             headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_LIST));
         }
-        let body = self.body.body(&refusal, &mut headers);
-        let mut response = Response::new(body);
-        *response.status_mut() = refusal.status;
+        let mut response = if grpc {
+            // A misconfigured price is gRPC INTERNAL (13).
+            let code = refusal.reason.map_or(13, |r| self.shared.grpc_codes[r.index()]);
+            let message = format!("{}: {}", refusal.code(), refusal.detail.unwrap_or(refusal.message));
+            grpc::trailers_only(&mut headers, code, &message);
+            Response::new(self.body.empty())
+        } else {
+            let body = self.body.body(&refusal, &mut headers);
+            let mut response = Response::new(body);
+            *response.status_mut() = refusal.status;
+            response
+        };
         *response.headers_mut() = headers;
         response
     }

@@ -136,6 +136,22 @@ impl Reason {
         }
     }
 
+    /// The default gRPC status code (as `tonic::Code as i32`) of the refusal: `RESOURCE_EXHAUSTED`
+    /// (8) for payment required and payment failures, `INVALID_ARGUMENT` (3) for malformed
+    /// proofs, `UNAVAILABLE` (14) for verifier and store outages. Configurable per layer.
+    pub const fn grpc_code(self) -> i32 {
+        match self {
+            Reason::MalformedPayment => 3,
+            Reason::VerifierUnavailable | Reason::StoreUnavailable => 14,
+            _ => 8,
+        }
+    }
+
+    /// Position in [`Reason::ALL`].
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Whether a refusal with this reason came after a proof was presented (and so carries a
     /// failed `PAYMENT-RESPONSE` when it is a 402).
     pub const fn after_proof(self) -> bool {
@@ -181,5 +197,14 @@ mod tests {
         }
         let codes: std::collections::HashSet<_> = Reason::ALL.iter().map(|r| r.code()).collect();
         assert_eq!(codes.len(), 15);
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i);
+            let expected = match reason.status().as_u16() {
+                400 => 3,
+                503 => 14,
+                _ => 8,
+            };
+            assert_eq!(reason.grpc_code(), expected, "{reason}");
+        }
     }
 }

@@ -1,0 +1,3 @@
+//! Placeholder main; the full demo comes with the paying client.
+mod proto;
+fn main() {}
