@@ -153,12 +153,15 @@ impl<M> PaymentRequiredLayer<M> {
         PaymentRequiredLayer { shared: self.shared, body: JsonBody }
     }
 
-    /// Refusals carry the body `f` builds (it may also set headers).
+    /// Refusals carry the body `f` builds (it may also set headers); gRPC refusals stay empty.
     ///
-    /// ```ignore
-    /// layer.refusal_body(|refusal: &Refusal, _headers: &mut http::HeaderMap| {
+    /// ```
+    /// use nanosession::layer::{FnBody, Refusal};
+    /// // what `layer.refusal_body(f)` wraps:
+    /// let f = |refusal: &Refusal, _headers: &mut http::HeaderMap| {
     ///     axum::body::Body::from(format!("payment needed: {}", refusal.code()))
-    /// })
+    /// };
+    /// let _body = FnBody(f);
     /// ```
     pub fn refusal_body<F, B>(self, f: F) -> PaymentRequiredLayer<FnBody<F>>
     where

@@ -7,9 +7,12 @@
 //! [`spent_set_conformance!`](crate::spent_set_conformance) macros turn them into one
 //! `#[tokio::test]` each:
 //!
-//! ```ignore
-//! nanosession::session_store_conformance!(async { std::sync::Arc::new(MyStore::connect().await) });
-//! nanosession::spent_set_conformance!(async { std::sync::Arc::new(MySpentSet::connect().await) });
+//! ```no_run
+//! // in tests/my_store.rs of a crate with `nanosession = { features = ["test-util"] }`:
+//! use std::sync::Arc;
+//! use nanosession::store::{MemorySessionStore, MemorySpentSet};
+//! nanosession::session_store_conformance!(async { Arc::new(MemorySessionStore::with_capacity(64)) }, capacity = 64);
+//! nanosession::spent_set_conformance!(async { Arc::new(MemorySpentSet::default()) });
 //! ```
 
 use std::sync::Arc;
