@@ -1,5 +1,5 @@
 use base64::Engine as _;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use super::headers::*;
@@ -187,5 +187,139 @@ impl PaymentRequired {
     pub fn from_header(value: &HeaderValue) -> Option<Self> {
         let bytes = B64.decode(value.as_bytes()).ok()?;
         serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// Why a client could not read a 402 challenge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed payment challenge: {0}")]
+pub struct MalformedChallenge(pub &'static str);
+
+/// What a 402 asks a client to pay, read from either header form (the client's side of
+/// [`Challenge`]).
+///
+/// With both forms present they must agree; with only one, it is used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    /// The session to echo back.
+    pub session: SessionId,
+    /// The account to pay.
+    pub pay_to: Address,
+    /// The exact amount to send: price plus tag.
+    pub amount: Raw,
+    /// The resource price.
+    pub price: Raw,
+    /// The session's tag.
+    pub tag: u64,
+    /// The x402 requirements, when the server sent `PAYMENT-REQUIRED` (needed for a
+    /// `PAYMENT-SIGNATURE` retry).
+    pub required: Option<PaymentRequired>,
+}
+
+fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl Offer {
+    /// Reads the challenge of a 402 (or of a gRPC status's metadata, converted to headers).
+    pub fn from_headers(headers: &HeaderMap) -> Result<Offer, MalformedChallenge> {
+        let x402 = match headers.get(PAYMENT_REQUIRED) {
+            Some(value) => Some(Self::from_required(
+                PaymentRequired::from_header(value)
+                    .ok_or(MalformedChallenge("PAYMENT-REQUIRED does not decode"))?,
+            )?),
+            None => None,
+        };
+        let rev5 = match text(headers, &X_PAYMENT_SESSION) {
+            Some(session) => Some(Self::from_rev5(headers, session)?),
+            None => None,
+        };
+        match (x402, rev5) {
+            (Some(a), Some(b)) => {
+                if (a.session, a.pay_to, a.amount, a.price, a.tag)
+                    != (b.session, b.pay_to, b.amount, b.price, b.tag)
+                {
+                    return Err(MalformedChallenge("the two header forms disagree"));
+                }
+                Ok(a)
+            }
+            (Some(offer), None) | (None, Some(offer)) => Ok(offer),
+            (None, None) => Err(MalformedChallenge("no payment challenge headers")),
+        }
+    }
+
+    fn from_required(required: PaymentRequired) -> Result<Offer, MalformedChallenge> {
+        let entry = required
+            .accepts
+            .iter()
+            .find(|a| a.scheme == "exact" && a.asset == "XNO")
+            .ok_or(MalformedChallenge("no exact XNO requirement"))?;
+        let session = &entry.extra.nano_session;
+        if session.resource_amount_raw.checked_add(Raw::new(session.tag as u128)) != Some(entry.amount) {
+            return Err(MalformedChallenge("amount is not price plus tag"));
+        }
+        Ok(Offer {
+            session: session.id,
+            pay_to: entry.pay_to,
+            amount: entry.amount,
+            price: session.resource_amount_raw,
+            tag: session.tag,
+            required: Some(required.clone()),
+        })
+    }
+
+    fn from_rev5(headers: &HeaderMap, session: &str) -> Result<Offer, MalformedChallenge> {
+        let field =
+            |name: &HeaderName, what: &'static str| text(headers, name).ok_or(MalformedChallenge(what));
+        let session =
+            session.parse().map_err(|_| MalformedChallenge("X-PAYMENT-SESSION is not 32 hex digits"))?;
+        let pay_to: Address = field(&X_PAYMENT_ADDRESS, "X-PAYMENT-ADDRESS is missing")?
+            .parse()
+            .map_err(|_| MalformedChallenge("X-PAYMENT-ADDRESS is not a Nano address"))?;
+        let price: Raw = field(&X_PAYMENT_AMOUNT, "X-PAYMENT-AMOUNT is missing")?
+            .parse()
+            .map_err(|_| MalformedChallenge("X-PAYMENT-AMOUNT is not a raw amount"))?;
+        let tag: u64 = field(&X_PAYMENT_TAG, "X-PAYMENT-TAG is missing")?
+            .parse()
+            .map_err(|_| MalformedChallenge("X-PAYMENT-TAG is not a number"))?;
+        if let Some(modulus) = text(headers, &X_PAYMENT_TAG_MODULUS) {
+            let modulus: u64 =
+                modulus.parse().map_err(|_| MalformedChallenge("X-PAYMENT-TAG-MODULUS is not a number"))?;
+            if tag >= modulus {
+                return Err(MalformedChallenge("X-PAYMENT-TAG is not below the modulus"));
+            }
+        }
+        let amount =
+            price.checked_add(Raw::new(tag as u128)).ok_or(MalformedChallenge("amount overflows"))?;
+        Ok(Offer { session, pay_to, amount, price, tag, required: None })
+    }
+
+    /// The headers of the paid retry for `block`: `PAYMENT-SIGNATURE` when `x402` is asked for
+    /// and the server sent `PAYMENT-REQUIRED`, else `X-PAYMENT-SESSION` + `X-PAYMENT-BLOCK`.
+    pub fn proof_headers(&self, block: &crate::nano::BlockHash, x402: bool) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        match (&self.required, x402) {
+            (Some(required), true) => {
+                let accepted = required
+                    .accepts
+                    .iter()
+                    .find(|a| a.scheme == "exact" && a.asset == "XNO")
+                    .expect("from_required checked it")
+                    .clone();
+                let payload = super::PaymentPayload {
+                    x402_version: X402_VERSION,
+                    resource: required.resource.clone(),
+                    accepted,
+                    payload: super::ProofPayload { proof: *block },
+                };
+                let json = serde_json::to_vec(&payload).expect("PaymentPayload serializes");
+                headers.insert(PAYMENT_SIGNATURE, header(B64.encode(json)));
+            }
+            _ => {
+                headers.insert(X_PAYMENT_SESSION, header(self.session.to_string()));
+                headers.insert(X_PAYMENT_BLOCK, header(block.to_string()));
+            }
+        }
+        headers
     }
 }

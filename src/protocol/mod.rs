@@ -9,8 +9,8 @@ mod reason;
 mod receipt;
 
 pub use challenge::{
-    Challenge, NanoSessionExtra, PaymentRequired, PaymentRequirements, RequirementsExtra, ResourceInfo,
-    X402_VERSION,
+    Challenge, MalformedChallenge, NanoSessionExtra, Offer, PaymentRequired, PaymentRequirements,
+    RequirementsExtra, ResourceInfo, X402_VERSION,
 };
 pub use proof::{MalformedProof, PaymentPayload, Proof, ProofForm, ProofPayload, MAX_SIGNATURE_HEADER_LEN};
 pub use reason::Reason;

@@ -10,8 +10,10 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 use url::Url;
 
-use super::types::{BlockConfirmReply, BlockInfo};
-use crate::nano::BlockHash;
+use super::types::{
+    block_json, AccountInfo, BlockConfirmReply, BlockInfo, ProcessReply, ReceivableReply, WorkGenerateReply,
+};
+use crate::nano::{Address, BlockHash, Raw, StateBlock};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(50);
@@ -536,6 +538,60 @@ impl NanoRpcClient {
     pub async fn block_confirm(&self, hash: &BlockHash) -> Result<bool, RpcError> {
         let body = json!({ "action": "block_confirm", "hash": hash.to_string() });
         self.call::<BlockConfirmReply>(&body).await.map(|r| r.started)
+    }
+}
+
+impl NanoRpcClient {
+    /// `account_info` with the representative. `Ok(None)` for `"Account not found"` (an
+    /// account that was never opened).
+    pub async fn account_info(&self, account: &Address) -> Result<Option<AccountInfo>, RpcError> {
+        let body =
+            json!({ "action": "account_info", "account": account.to_string(), "representative": "true" });
+        match self.call::<AccountInfo>(&body).await {
+            Ok(info) => Ok(Some(info)),
+            Err(RpcError::Node(m)) if m == "Account not found" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `process`: publishes a signed state block with a subtype hint. A re-publish of a block
+    /// the ledger already has (`"Old block"`) counts as success for that hash, so publishing is
+    /// idempotent.
+    pub async fn process(&self, block: &StateBlock, subtype: &str) -> Result<BlockHash, RpcError> {
+        let body = json!({ "action": "process", "json_block": "true", "subtype": subtype, "block": block_json(block) });
+        match self.call::<ProcessReply>(&body).await {
+            Ok(reply) => reply
+                .hash
+                .and_then(|h| h.parse().ok())
+                .ok_or_else(|| RpcError::Node("process answered without a valid hash".into())),
+            Err(RpcError::Node(m)) if m == "Old block" => Ok(block.hash()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `work_generate` for `root` at `difficulty` (needs `enable_control` on the node).
+    pub async fn work_generate(&self, root: &[u8; 32], difficulty: u64) -> Result<u64, RpcError> {
+        let body = json!({
+            "action": "work_generate",
+            "hash": hex::encode_upper(root),
+            "difficulty": format!("{difficulty:016x}"),
+        });
+        let reply = self.call::<WorkGenerateReply>(&body).await?;
+        reply
+            .work
+            .and_then(|w| u64::from_str_radix(&w, 16).ok())
+            .ok_or_else(|| RpcError::Node("work_generate answered without valid work".into()))
+    }
+
+    /// `receivable` with sources: the sends waiting for `account` to receive them, with amounts.
+    pub async fn receivable(&self, account: &Address) -> Result<Vec<(BlockHash, Raw)>, RpcError> {
+        let body = json!({ "action": "receivable", "account": account.to_string(), "source": "true", "count": "100" });
+        let reply = self.call::<ReceivableReply>(&body).await?;
+        Ok(reply
+            .blocks
+            .iter()
+            .filter_map(|(hash, entry)| Some((hash.parse().ok()?, entry.amount()?)))
+            .collect())
     }
 }
 

@@ -26,4 +26,6 @@ mod client;
 mod types;
 
 pub use client::{NanoRpcClient, NanoRpcClientBuilder, RpcConfigError, RpcError};
-pub use types::{lenient, BlockConfirmReply, BlockContents, BlockInfo, ContentsError};
+pub use types::{
+    block_json, lenient, AccountInfo, BlockConfirmReply, BlockContents, BlockInfo, ContentsError,
+};

@@ -470,3 +470,80 @@ mod tests {
         assert_eq!(info.contents.link_bytes(), Err(ContentsError("link is not 64 hex digits")));
     }
 }
+
+/// The reply to `account_info` with `"representative": "true"` (reference §6.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct AccountInfo {
+    /// Newest block of the account (possibly unconfirmed): the `previous` of its next block.
+    #[serde(deserialize_with = "lenient::string_opt")]
+    pub frontier: Option<String>,
+    /// Balance after the frontier.
+    #[serde(default, deserialize_with = "lenient::raw_opt")]
+    pub balance: Option<Raw>,
+    /// Current representative (present when asked for with `"representative": "true"`).
+    #[serde(default, deserialize_with = "lenient::address_opt")]
+    pub representative: Option<Address>,
+    /// Account epoch: `"2"` means epoch-2 work thresholds.
+    #[serde(default, deserialize_with = "lenient::u64_opt")]
+    pub account_version: Option<u64>,
+}
+
+/// The reply to `process`.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct ProcessReply {
+    #[serde(deserialize_with = "lenient::string_opt")]
+    pub hash: Option<String>,
+}
+
+/// The reply to `work_generate`.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct WorkGenerateReply {
+    #[serde(deserialize_with = "lenient::string_opt")]
+    pub work: Option<String>,
+}
+
+/// The reply to `receivable` with `"source": "true"` (or a threshold): hash -> details.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct ReceivableReply {
+    #[serde(default, deserialize_with = "lenient::empty_string_as_default")]
+    pub blocks: std::collections::BTreeMap<String, ReceivableEntry>,
+}
+
+/// One receivable send.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum ReceivableEntry {
+    /// `{"amount": …, "source": …}` (with `"source": "true"`).
+    Detailed {
+        #[serde(deserialize_with = "lenient::raw_opt")]
+        amount: Option<Raw>,
+    },
+    /// Just the amount (with a threshold).
+    Amount(#[serde(deserialize_with = "lenient::raw_opt")] Option<Raw>),
+}
+
+impl ReceivableEntry {
+    pub(crate) fn amount(&self) -> Option<Raw> {
+        match self {
+            ReceivableEntry::Detailed { amount } | ReceivableEntry::Amount(amount) => *amount,
+        }
+    }
+}
+
+/// A state block as the node writes it in `contents` and reads it in `process`: addresses with
+/// `nano_`, hashes and keys in upper-case hex, work as 16 lower-case hex digits.
+pub fn block_json(block: &StateBlock) -> serde_json::Value {
+    use crate::nano::PublicKey;
+    serde_json::json!({
+        "type": "state",
+        "account": Address::from(block.account).to_string(),
+        "previous": block.previous.to_string(),
+        "representative": Address::from(block.representative).to_string(),
+        "balance": block.balance.to_string(),
+        "link": hex::encode_upper(block.link),
+        "link_as_account": Address::from(PublicKey::from_bytes(block.link)).to_string(),
+        "signature": block.signature.to_string(),
+        "work": format!("{:016x}", block.work),
+    })
+}
