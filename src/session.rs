@@ -67,18 +67,7 @@ impl fmt::Debug for SessionId {
     }
 }
 
-impl Serialize for SessionId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for SessionId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::nano::serde_via_str!(SessionId);
 
 /// One pending payment: the server's own record, the only values it ever trusts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -57,18 +57,7 @@ impl fmt::Debug for BlockHash {
     }
 }
 
-impl serde::Serialize for BlockHash {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for BlockHash {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+crate::nano::serde_via_str!(BlockHash);
 
 #[cfg(test)]
 mod tests {

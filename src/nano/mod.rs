@@ -35,6 +35,25 @@ pub enum ParseError {
     Amount(&'static str),
 }
 
+/// Serde through the type's `Display` and `FromStr`: every wire value here is a string.
+macro_rules! serde_via_str {
+    ($ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use serde_via_str;
+
 /// Decodes exactly `N` bytes from `2 * N` hex digits, either case.
 pub(crate) fn decode_hex<const N: usize>(s: &str) -> Result<[u8; N], ParseError> {
     let mut out = [0u8; N];

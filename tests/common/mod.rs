@@ -66,20 +66,9 @@ pub fn signed_send(
     block
 }
 
-/// `contents` as the node writes a state block: addresses with `nano_`, hex upper case, work
-/// lower case.
+/// `contents` as the node writes a state block (the crate's own writer, also used by `process`).
 pub fn contents_json(block: &StateBlock) -> Value {
-    json!({
-        "type": "state",
-        "account": Address::from(block.account).to_string(),
-        "previous": block.previous.to_string(),
-        "representative": Address::from(block.representative).to_string(),
-        "balance": block.balance.to_string(),
-        "link": hex::encode_upper(block.link),
-        "link_as_account": Address::from(PublicKey::from_bytes(block.link)).to_string(),
-        "signature": block.signature.to_string(),
-        "work": format!("{:016x}", block.work),
-    })
+    nanosession::rpc::block_json(block)
 }
 
 /// A `block_info` reply for `block`, every scalar a string as a real node writes it.
