@@ -122,3 +122,60 @@ mod postgres {
     nanosession::session_store_conformance!(optional: store(64), capacity = 64);
     nanosession::spent_set_conformance!(optional: store(64));
 }
+
+/// Redis and PostgreSQL keep sessions and claims across a reconnect (a restart of the process).
+mod reopen {
+    use std::sync::Arc;
+
+    use nanosession::session::{unix_now, SessionId};
+    use nanosession::store::conformance::{random_hash, random_merchant, session};
+    use nanosession::store::{Claim, Insert, SessionStore, SpentSet};
+
+    async fn survives<T: SessionStore + SpentSet>(
+        first: Arc<T>,
+        reopen: impl std::future::Future<Output = Arc<T>>,
+    ) {
+        let hash = random_hash();
+        let s = session(random_merchant(), 1_000_000, 5, 0, 300);
+        assert_eq!(first.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+        assert_eq!(first.claim(&hash, &s.id, unix_now() + 3600).await.unwrap(), Claim::New);
+        drop(first);
+        let second = reopen.await;
+        assert_eq!(second.get(&s.id).await.unwrap(), Some(s.clone()), "pending session survives");
+        assert_eq!(second.owner(&hash).await.unwrap(), Some(s.id), "claim survives");
+        assert_eq!(
+            second.claim(&hash, &SessionId::generate(), unix_now() + 3600).await.unwrap(),
+            Claim::Spent
+        );
+    }
+
+    #[tokio::test]
+    async fn redis_survives_reconnecting() {
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            eprintln!("REDIS_URL is not set: skipping (./scripts/test runs it)");
+            return;
+        };
+        let options =
+            nanosession::store::RedisOptions { prefix: super::unique_prefix(), ..Default::default() };
+        let connect = || async {
+            Arc::new(nanosession::store::RedisStore::connect_with(&url, options.clone()).await.unwrap())
+        };
+        survives(connect().await, connect()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_survives_reconnecting() {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("DATABASE_URL is not set: skipping (./scripts/test runs it)");
+            return;
+        };
+        let options = nanosession::store::PostgresOptions {
+            table_prefix: super::unique_prefix(),
+            ..Default::default()
+        };
+        let connect = || async {
+            Arc::new(nanosession::store::PostgresStore::connect_with(&url, options.clone()).await.unwrap())
+        };
+        survives(connect().await, connect()).await;
+    }
+}
