@@ -1,10 +1,17 @@
-//! Proof of work: the value of a nonce for a root, and thresholds.
+//! Proof of work: the value of a nonce for a root, thresholds, and multi-core generation.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use blake2::digest::consts::U8;
 use blake2::{Blake2b, Digest};
 
 /// Dev-network epoch-1 threshold (also used by accounts not yet at epoch 2).
 pub const DEV_EPOCH_1: u64 = 0xfe00_0000_0000_0000;
+/// Dev-network epoch-2 send/change threshold.
+pub const DEV_EPOCH_2: u64 = 0xffc0_0000_0000_0000;
+/// Dev-network epoch-2 receive/open threshold.
+pub const DEV_EPOCH_2_RECEIVE: u64 = 0xf000_0000_0000_0000;
 /// Live-network epoch-2 send/change threshold.
 pub const LIVE_SEND: u64 = 0xffff_fff8_0000_0000;
 /// Live-network epoch-1 threshold: the most a verifier should demand of historic blocks.
@@ -21,6 +28,56 @@ pub fn value(nonce: u64, root: &[u8; 32]) -> u64 {
 /// True if `nonce` meets `threshold` for `root`.
 pub fn is_valid(nonce: u64, root: &[u8; 32], threshold: u64) -> bool {
     value(nonce, root) >= threshold
+}
+
+/// Hashes each thread tries between looks at the cancel and found flags: rare enough to cost
+/// nothing, frequent enough (well under a millisecond) for a prompt stop.
+const BATCH: u32 = 4096;
+
+/// Finds a nonce whose [`value`] for `root` is at least `threshold`, on every core.
+///
+/// Thread `i` of `n` tries `start + i`, `start + i + n`, ... from one random `start`, so the
+/// threads never repeat each other's work and two calls do not search the same nonces. Returns
+/// `None` once `cancel` is set (checked every few thousand hashes). Blocking: from async code,
+/// call it inside `spawn_blocking`.
+///
+/// ```
+/// use std::sync::atomic::AtomicBool;
+/// use nanosession::nano::work;
+/// let root = [7u8; 32];
+/// let nonce = work::generate(&root, work::DEV_EPOCH_2, &AtomicBool::new(false)).unwrap();
+/// assert!(work::is_valid(nonce, &root, work::DEV_EPOCH_2));
+/// ```
+pub fn generate(root: &[u8; 32], threshold: u64, cancel: &AtomicBool) -> Option<u64> {
+    let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get) as u64;
+    let start: u64 = rand::random();
+    let found = AtomicBool::new(false);
+    let nonce = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for i in 0..threads {
+            let (found, nonce) = (&found, &nonce);
+            scope.spawn(move || {
+                let mut candidate = start.wrapping_add(i);
+                loop {
+                    for _ in 0..BATCH {
+                        if value(candidate, root) >= threshold {
+                            // The first finder wins; a later one must not overwrite its nonce.
+                            if !found.swap(true, Ordering::AcqRel) {
+                                nonce.store(candidate, Ordering::Release);
+                            }
+                            return;
+                        }
+                        candidate = candidate.wrapping_add(threads);
+                    }
+                    if found.load(Ordering::Acquire) || cancel.load(Ordering::Relaxed) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    // The scope joined every thread, so the winner's store is visible.
+    found.load(Ordering::Acquire).then(|| nonce.load(Ordering::Acquire))
 }
 
 #[cfg(test)]
@@ -76,5 +133,33 @@ mod tests {
         }
         assert!(is_valid(0x2b3d689bbcb21dca, &root(cases[4].0), LIVE_SEND));
         assert!(!is_valid(0, &root(cases[3].0), DEV_EPOCH_1));
+    }
+
+    #[test]
+    fn generated_work_meets_dev_thresholds() {
+        let cancel = AtomicBool::new(false);
+        for (i, threshold) in [DEV_EPOCH_2_RECEIVE, DEV_EPOCH_1, DEV_EPOCH_2].into_iter().enumerate() {
+            let root = [i as u8 + 1; 32];
+            let nonce = generate(&root, threshold, &cancel).expect("not cancelled");
+            assert!(value(nonce, &root) >= threshold, "threshold {threshold:016x}");
+        }
+        // Zero accepts any nonce: the first candidate wins at once.
+        assert!(generate(&[0; 32], 0, &cancel).is_some());
+    }
+
+    #[test]
+    fn cancel_stops_an_impossible_search() {
+        let cancel = AtomicBool::new(false);
+        let started = std::time::Instant::now();
+        let result = std::thread::scope(|s| {
+            let search = s.spawn(|| generate(&[9; 32], u64::MAX, &cancel));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            cancel.store(true, Ordering::Relaxed);
+            search.join().unwrap()
+        });
+        assert_eq!(result, None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        // Already cancelled: returns after one batch.
+        assert_eq!(generate(&[9; 32], u64::MAX, &cancel), None);
     }
 }
