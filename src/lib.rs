@@ -2,6 +2,8 @@
 #![warn(missing_docs)]
 
 pub mod layer;
+#[cfg(feature = "mock-node")]
+pub mod mock_node;
 pub mod nano;
 pub mod payment;
 pub mod protocol;
