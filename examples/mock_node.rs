@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use nanosession::mock_node::{MockNode, MockNodeConfig, GENESIS_ADDRESS};
+use nanosession::mock_node::{MockNode, MockNodeConfig, GENESIS_ADDRESS, GENESIS_PRIVATE_KEY};
 
 /// `name` from the environment as a socket address, or `default`.
 fn addr(name: &str, default: &str) -> Result<SocketAddr, String> {
@@ -20,7 +20,7 @@ fn addr(name: &str, default: &str) -> Result<SocketAddr, String> {
     value.trim().parse().map_err(|e| format!("{name} is not a socket address ({value:?}): {e}"))
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = match (addr("MOCK_NODE_RPC", "127.0.0.1:45000"), addr("MOCK_NODE_WS", "127.0.0.1:47000")) {
         (Ok(rpc_addr), Ok(ws_addr)) => MockNodeConfig { rpc_addr, ws_addr, ..MockNodeConfig::default() },
@@ -40,10 +40,7 @@ async fn main() -> ExitCode {
     println!("  RPC:       {}", node.rpc_url());
     println!("  WebSocket: {}", node.ws_url());
     println!("  genesis:   {GENESIS_ADDRESS}");
-    println!(
-        "  genesis private key (public test key): {}",
-        "34F0A37AAD20F4A260F0A5B3CB3D7FB50673212263E58A380BC10474BB039CE4"
-    );
+    println!("  genesis private key (public test key): {GENESIS_PRIVATE_KEY}");
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("mock node: cannot wait for Ctrl-C: {e}");
         return ExitCode::FAILURE;

@@ -9,7 +9,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::ledger::{self, Entry, Stored, GENESIS_PUBLIC_KEY, GENESIS_WORK};
+use super::ledger::{self, Entry, GENESIS_PUBLIC_KEY, GENESIS_WORK};
 use crate::nano::{Address, BlockHash, PublicKey, Raw, Signature, StateBlock};
 
 /// Unix seconds now.
@@ -89,8 +89,8 @@ pub(crate) enum ContentsJson {
 impl ContentsJson {
     pub(crate) fn new(entry: &Entry) -> ContentsJson {
         match &entry.block {
-            Stored::State(block) => ContentsJson::State(StateJson::new(block)),
-            Stored::Genesis => {
+            Some(block) => ContentsJson::State(StateJson::new(block)),
+            None => {
                 let genesis = PublicKey::from_bytes(GENESIS_PUBLIC_KEY);
                 ContentsJson::Open(OpenJson {
                     kind: "open",

@@ -131,17 +131,11 @@ impl Subtype {
     }
 }
 
-/// A block as stored: the dev genesis (a legacy open block) or a state block.
-#[derive(Clone, Debug)]
-pub(crate) enum Stored {
-    Genesis,
-    State(StateBlock),
-}
-
 /// One block with the node's sideband data.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
-    pub(crate) block: Stored,
+    /// The state block; `None` for the dev genesis, a legacy open block.
+    pub(crate) block: Option<StateBlock>,
     /// Owner of the chain.
     pub(crate) account: PublicKey,
     /// Position in the chain, 1 for the first block.
@@ -161,10 +155,7 @@ pub(crate) struct Entry {
 impl Entry {
     /// The state block, `None` for the genesis.
     pub(crate) fn state(&self) -> Option<&StateBlock> {
-        match &self.block {
-            Stored::State(b) => Some(b),
-            Stored::Genesis => None,
-        }
+        self.block.as_ref()
     }
 
     /// `previous`: zero for the first block of a chain.
@@ -265,7 +256,7 @@ impl Ledger {
         let genesis_key = PublicKey::from_bytes(GENESIS_PUBLIC_KEY);
         let genesis = BlockHash::from_bytes(GENESIS_HASH);
         let entry = Entry {
-            block: Stored::Genesis,
+            block: None,
             account: genesis_key,
             height: 1,
             balance: Raw::new(u128::MAX),
@@ -492,7 +483,7 @@ impl Ledger {
         self.blocks.insert(
             hash,
             Entry {
-                block: Stored::State(block.clone()),
+                block: Some(block.clone()),
                 account: block.account,
                 height,
                 balance: block.balance,

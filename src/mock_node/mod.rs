@@ -67,6 +67,9 @@ use node::Node;
 
 /// The dev genesis account, which holds the whole supply (reference §8).
 pub const GENESIS_ADDRESS: &str = "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo";
+/// The dev genesis private key: a public test key, never for real funds (see
+/// [`MockNode::genesis_key`]).
+pub const GENESIS_PRIVATE_KEY: &str = ledger::GENESIS_PRIVATE_KEY;
 /// The dev genesis block hash, also the dev `network_identifier`.
 pub const GENESIS_HASH: &str = "04270D7F11C4B2B472F2854C5A59F2A7E84226CE9ED799DE75744BD7D85FC9D9";
 

@@ -551,7 +551,7 @@ fn receivable(node: &Node, req: &Request<'_>) -> Reply {
         .collect();
     let simple = threshold == Raw::ZERO && !with_source;
     if sorting && !simple {
-        found.sort_by(|a, b| b.1.amount.cmp(&a.1.amount));
+        found.sort_by_key(|(_, r)| std::cmp::Reverse(r.amount));
     }
     found.truncate(usize::try_from(count).unwrap_or(usize::MAX));
     let blocks = if simple {
