@@ -9,7 +9,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use nanosession::mock_node::{MockNode, MockNodeConfig, WorkThresholds, GENESIS_ADDRESS, GENESIS_HASH};
+use nanosession::mock_node::{
+    MockNode, MockNodeConfig, WorkThresholds, GENESIS_ADDRESS, GENESIS_HASH, GENESIS_PRIVATE_KEY,
+};
 use nanosession::nano::{work, Address, BlockHash, PrivateKey, PublicKey, Raw, Seed, StateBlock};
 use nanosession::rpc::{NanoRpcClient, RpcError};
 use nanosession::verify::{Confirmation, Expected, NanoRpcVerifier, PaymentVerifier, Rejection};
@@ -61,7 +63,8 @@ impl Wallet {
     }
 
     fn genesis() -> Wallet {
-        Wallet { key: MockNode::genesis_key(), frontier: genesis_hash(), balance: u128::MAX }
+        let key = PrivateKey::from_hex(GENESIS_PRIVATE_KEY).unwrap();
+        Wallet { key, frontier: genesis_hash(), balance: u128::MAX }
     }
 
     fn public(&self) -> PublicKey {
@@ -767,6 +770,7 @@ async fn account_info_and_history() {
 #[tokio::test]
 async fn version_block_count_and_telemetry() {
     let node = start();
+    assert_eq!(Address::from(node.genesis_key().public_key()).to_string(), GENESIS_ADDRESS);
     let version = rpc(&node, json!({ "action": "version" })).await;
     assert_eq!(version["network"], "dev");
     assert_eq!(version["network_identifier"], GENESIS_HASH);
@@ -974,7 +978,7 @@ async fn websocket_account_filter() {
     subscribe(&mut socket, Some(vec![addr(&merchant.public_key()).replace("nano_", "xrb_")])).await;
 
     let mut genesis = Wallet {
-        key: MockNode::genesis_key(),
+        key: node.genesis_key(),
         frontier: rpc(&node, json!({ "action": "account_info", "account": GENESIS_ADDRESS })).await
             ["frontier"]
             .as_str()

@@ -159,9 +159,10 @@ impl MockNode {
         self.ws_addr
     }
 
-    /// The dev genesis private key (a public test key): the faucet of the whole supply.
-    pub fn genesis_key() -> PrivateKey {
-        PrivateKey::from_hex(ledger::GENESIS_PRIVATE_KEY).expect("constant is 64 hex digits")
+    /// The dev genesis private key (a public test key, also [`GENESIS_PRIVATE_KEY`]): the
+    /// faucet of the whole supply.
+    pub fn genesis_key(&self) -> PrivateKey {
+        genesis_private_key()
     }
 
     /// The fault switches (a cheap-clone handle).
@@ -227,6 +228,10 @@ impl MockNode {
     }
 }
 
+fn genesis_private_key() -> PrivateKey {
+    PrivateKey::from_hex(GENESIS_PRIVATE_KEY).expect("constant is 64 hex digits")
+}
+
 /// Builds, signs, works and publishes one block of `key`'s chain after `previous`.
 fn publish_next(
     node: &Arc<Node>,
@@ -255,7 +260,7 @@ fn publish_next(
 }
 
 fn fund_blocking(node: &Arc<Node>, to: &PrivateKey, amount: Raw) -> Result<BlockHash, &'static str> {
-    let genesis = MockNode::genesis_key();
+    let genesis = genesis_private_key();
     let frontier = |key: &PrivateKey| {
         let ledger = node.ledger();
         ledger.account(&key.public_key()).map(|a| (a.frontier(), a.balance))
