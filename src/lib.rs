@@ -5,6 +5,8 @@
 pub mod client;
 pub mod grpc;
 pub mod layer;
+#[cfg(feature = "mock-node")]
+pub mod mock_node;
 pub mod nano;
 pub mod payment;
 pub mod protocol;

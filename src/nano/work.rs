@@ -14,6 +14,8 @@ pub const DEV_EPOCH_2: u64 = 0xffc0_0000_0000_0000;
 pub const DEV_EPOCH_2_RECEIVE: u64 = 0xf000_0000_0000_0000;
 /// Live-network epoch-2 send/change threshold.
 pub const LIVE_SEND: u64 = 0xffff_fff8_0000_0000;
+/// Live-network epoch-2 receive/open threshold.
+pub const LIVE_RECEIVE: u64 = 0xffff_fe00_0000_0000;
 /// Live-network epoch-1 threshold: the most a verifier should demand of historic blocks.
 pub const LIVE_EPOCH_1: u64 = 0xffff_ffc0_0000_0000;
 

@@ -1,0 +1,156 @@
+//! [`Faults`]: run-time switches that make the mock node misbehave the way real nodes and
+//! networks do.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+/// A request to the server supervisor to close (`false`) or reopen (`true`) the listeners; the
+/// supervisor answers on the channel once done.
+pub(crate) struct ListenerCommand {
+    pub(crate) open: bool,
+    pub(crate) done: std::sync::mpsc::Sender<()>,
+}
+
+/// Switches for the node's faults. Cheap to clone; every clone controls the same node.
+///
+/// Every switch takes effect for the next request, notification or block; none of them
+/// changes blocks already in the ledger.
+#[derive(Clone)]
+pub struct Faults {
+    inner: Arc<State>,
+}
+
+struct State {
+    never_confirm: AtomicBool,
+    confirmation_delay_us: AtomicU64,
+    drop_notifications: AtomicBool,
+    duplicate_notifications: AtomicBool,
+    http_500: AtomicBool,
+    refuse_connections: AtomicBool,
+    reply_delay_us: AtomicU64,
+    listeners: UnboundedSender<ListenerCommand>,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faults")
+            .field("never_confirm", &self.never_confirm())
+            .field("confirmation_delay", &self.confirmation_delay())
+            .field("drop_notifications", &self.drop_notifications())
+            .field("duplicate_notifications", &self.duplicate_notifications())
+            .field("http_500", &self.http_500())
+            .field("refuse_connections", &self.refuse_connections())
+            .field("reply_delay", &self.reply_delay())
+            .finish()
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Faults {
+    pub(crate) fn new(confirmation_delay: Duration, listeners: UnboundedSender<ListenerCommand>) -> Self {
+        Faults {
+            inner: Arc::new(State {
+                never_confirm: AtomicBool::new(false),
+                confirmation_delay_us: AtomicU64::new(micros(confirmation_delay)),
+                drop_notifications: AtomicBool::new(false),
+                duplicate_notifications: AtomicBool::new(false),
+                http_500: AtomicBool::new(false),
+                refuse_connections: AtomicBool::new(false),
+                reply_delay_us: AtomicU64::new(0),
+                listeners,
+            }),
+        }
+    }
+
+    /// While on, no block gets confirmed by itself or through `block_confirm` (elections that
+    /// end while it is on leave their block unconfirmed). [`MockNode::confirm`] still works.
+    ///
+    /// [`MockNode::confirm`]: super::MockNode::confirm
+    pub fn set_never_confirm(&self, on: bool) {
+        self.inner.never_confirm.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether blocks are never confirmed.
+    pub fn never_confirm(&self) -> bool {
+        self.inner.never_confirm.load(Ordering::SeqCst)
+    }
+
+    /// How long an election takes: a new block (or one `block_confirm` re-announces) is
+    /// confirmed this long after it started. Zero confirms at once.
+    pub fn set_confirmation_delay(&self, delay: Duration) {
+        self.inner.confirmation_delay_us.store(micros(delay), Ordering::SeqCst);
+    }
+
+    /// The current confirmation delay.
+    pub fn confirmation_delay(&self) -> Duration {
+        Duration::from_micros(self.inner.confirmation_delay_us.load(Ordering::SeqCst))
+    }
+
+    /// While on, WebSocket confirmation notifications are silently lost (blocks still confirm).
+    pub fn set_drop_notifications(&self, on: bool) {
+        self.inner.drop_notifications.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether notifications are dropped.
+    pub fn drop_notifications(&self) -> bool {
+        self.inner.drop_notifications.load(Ordering::SeqCst)
+    }
+
+    /// While on, every WebSocket notification is sent twice.
+    pub fn set_duplicate_notifications(&self, on: bool) {
+        self.inner.duplicate_notifications.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether notifications are duplicated.
+    pub fn duplicate_notifications(&self) -> bool {
+        self.inner.duplicate_notifications.load(Ordering::SeqCst)
+    }
+
+    /// While on, every RPC request gets HTTP 500 with
+    /// `{"error": "Internal server error in RPC"}`, and nothing is done.
+    pub fn set_http_500(&self, on: bool) {
+        self.inner.http_500.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether RPC answers HTTP 500.
+    pub fn http_500(&self) -> bool {
+        self.inner.http_500.load(Ordering::SeqCst)
+    }
+
+    /// On: closes the RPC and WebSocket listeners and cuts every open connection, so new
+    /// connections are refused. Off: listens again on the same ports. Returns once the
+    /// listeners are closed or reopened (or after 5 s if the node does not answer).
+    ///
+    /// Reopening retries for up to 5 s if another process took a port meanwhile.
+    pub fn set_refuse_connections(&self, on: bool) {
+        if self.inner.refuse_connections.swap(on, Ordering::SeqCst) == on {
+            return;
+        }
+        let (done, wait) = std::sync::mpsc::channel();
+        if self.inner.listeners.send(ListenerCommand { open: !on, done }).is_ok() {
+            // Blocking is brief and cannot deadlock: the listeners live on the node's own thread.
+            let _ = wait.recv_timeout(Duration::from_secs(5));
+        }
+    }
+
+    /// Whether connections are refused.
+    pub fn refuse_connections(&self) -> bool {
+        self.inner.refuse_connections.load(Ordering::SeqCst)
+    }
+
+    /// Every RPC reply (errors and HTTP 500 included) is held back this long.
+    pub fn set_reply_delay(&self, delay: Duration) {
+        self.inner.reply_delay_us.store(micros(delay), Ordering::SeqCst);
+    }
+
+    /// The current RPC reply delay.
+    pub fn reply_delay(&self) -> Duration {
+        Duration::from_micros(self.inner.reply_delay_us.load(Ordering::SeqCst))
+    }
+}
