@@ -35,7 +35,7 @@ pub struct WorkThresholds {
 
 impl WorkThresholds {
     /// The live network at epoch 2.
-    pub const LIVE: WorkThresholds = WorkThresholds { send: work::LIVE_SEND, receive: 0xffff_fe00_0000_0000 };
+    pub const LIVE: WorkThresholds = WorkThresholds { send: work::LIVE_SEND, receive: work::LIVE_RECEIVE };
     /// The dev network (and the mock node) at epoch 2.
     pub const DEV: WorkThresholds =
         WorkThresholds { send: work::DEV_EPOCH_2, receive: work::DEV_EPOCH_2_RECEIVE };

@@ -1,0 +1,163 @@
+//! The whole flow in one process, offline: a mock Nano node, a paywalled axum server (the real
+//! RPC verifier talking to the node over loopback HTTP), and a client that really pays.
+//!
+//! ```sh
+//! cargo run --example demo
+//! ```
+
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use nanosession::client::{PayingClient, Wallet, WorkThresholds};
+use nanosession::mock_node::{MockNode, MockNodeConfig};
+use nanosession::nano::{Address, Raw, Seed};
+use nanosession::protocol::{Offer, SettlementResponse};
+use nanosession::rpc::NanoRpcClient;
+use nanosession::verify::NanoRpcVerifier;
+use nanosession::{PaymentRequiredLayer, VerifiedPayment};
+
+/// 0.001 XNO: a multiple of the tag modulus, as every price must be.
+const PRICE: Raw = Raw::new(1_000_000_000_000_000_000_000_000_000);
+
+fn xno(raw: Raw) -> String {
+    format!("{} XNO", raw.to_xno_string())
+}
+
+fn step(n: u32, title: &str) {
+    println!("\n{n}. {title}");
+}
+
+/// Balances as the ledger has them; the merchant's incoming send is receivable until received.
+async fn show(
+    node: &MockNode,
+    rpc: &NanoRpcClient,
+    label: &str,
+    customer: Address,
+    merchant: Address,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let receivable = rpc
+        .receivable(&merchant)
+        .await?
+        .iter()
+        .fold(Raw::ZERO, |sum, (_, amount)| sum.checked_add(*amount).unwrap_or(sum));
+    println!(
+        "   {label}: customer {} | merchant {} (+{} receivable)",
+        xno(node.balance(&customer)),
+        xno(node.balance(&merchant)),
+        xno(receivable)
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+
+    // The ledger: an in-memory dev network whose blocks confirm 200 ms after they arrive.
+    let node = MockNode::start(MockNodeConfig {
+        confirmation_delay: Duration::from_millis(200),
+        ..Default::default()
+    })?;
+    println!("mock Nano node  {} (dev network, really signed blocks)", node.rpc_url());
+
+    // Two accounts from fresh random seeds: the merchant and the customer.
+    let merchant = Wallet::from_seed(&Seed::from_bytes(rand::random()), 0);
+    let customer_seed = Seed::from_bytes(rand::random());
+    node.fund(&customer_seed.derive(0), Raw::ONE_XNO).await;
+    let pay_to = merchant.account();
+
+    // The paywalled server: /paid costs PRICE, verified through the node's RPC.
+    let verifier = NanoRpcVerifier::builder(NanoRpcClient::new([node.rpc_url()])?).build();
+    let paywall = PaymentRequiredLayer::builder()
+        .pay_to(pay_to)
+        .price(PRICE)
+        .network("nano:dev")
+        .public_base_url("http://127.0.0.1")
+        .description("A paid JSON resource")
+        .verifier(verifier)
+        .build()?
+        .json_body();
+    let app = Router::new().route(
+        "/paid",
+        get(|Extension(p): Extension<VerifiedPayment>| async move {
+            Json(serde_json::json!({"paid": true, "block": p.block.to_string(), "payer": p.payer.to_string(), "amount": p.amount.to_string()}))
+        })
+        .route_layer(paywall),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/paid", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    println!("paywall server  {url} (price {})", xno(PRICE));
+
+    let rpc = NanoRpcClient::new([node.rpc_url()])?;
+
+    step(1, "An unpaid request gets a 402 challenge");
+    let plain = reqwest::get(&url).await?;
+    let offer = Offer::from_headers(plain.headers())?;
+    println!("   {} {}", plain.status().as_u16(), plain.status().canonical_reason().unwrap_or(""));
+    println!("   pay exactly {} raw to {}", offer.amount, offer.pay_to);
+    println!(
+        "   = price {} raw + tag {} (binds the payment to session {}…)",
+        offer.price,
+        offer.tag,
+        &offer.session.to_string()[..8]
+    );
+
+    step(2, "The paying client asks, gets its own challenge, pays it and retries with the proof");
+    let wallet = Wallet::from_seed(&customer_seed, 0)
+        .with_limits(PRICE.checked_add(Raw::new(10_000_000)).unwrap(), Raw::ONE_XNO);
+    let customer = wallet.account();
+    show(&node, &rpc, "before", customer, pay_to).await?;
+    let client = PayingClient::builder(wallet, NanoRpcClient::new([node.rpc_url()])?)
+        .work_thresholds(WorkThresholds::DEV)
+        .build();
+    let paid = client.get(&url).await?;
+    let payment = paid.payment.clone().expect("the server asked for a payment");
+    println!(
+        "   its challenge: tag {} for session {}…",
+        payment.offer.tag,
+        &payment.offer.session.to_string()[..8]
+    );
+    println!("   published send {} ({} raw)", payment.block, payment.offer.amount);
+    let receipt = paid.response.headers().get("payment-response").and_then(SettlementResponse::from_header);
+    println!(
+        "   {} {}",
+        paid.response.status().as_u16(),
+        paid.response.status().canonical_reason().unwrap_or("")
+    );
+    if let Some(receipt) = receipt {
+        println!(
+            "   PAYMENT-RESPONSE: success={} transaction={} payer={}",
+            receipt.success,
+            receipt.transaction,
+            receipt.payer.unwrap_or_default()
+        );
+    }
+    println!("   body: {}", paid.response.text().await?);
+    show(&node, &rpc, "after ", customer, pay_to).await?;
+
+    step(3, "The merchant receives the payment into its balance");
+    let merchant_client = PayingClient::builder(merchant, NanoRpcClient::new([node.rpc_url()])?)
+        .work_thresholds(WorkThresholds::DEV)
+        .build();
+    merchant_client.receive_all().await?;
+    show(&node, &rpc, "now   ", customer, pay_to).await?;
+
+    step(4, "Replaying the same block for a new session is refused");
+    let fresh = reqwest::get(&url).await?;
+    let fresh = Offer::from_headers(fresh.headers())?;
+    let replay =
+        reqwest::Client::new().get(&url).headers(fresh.proof_headers(&payment.block, false)).send().await?;
+    let status = replay.status();
+    let body: serde_json::Value = replay.json().await?;
+    println!(
+        "   {} {}: {}",
+        status.as_u16(),
+        body["reason"].as_str().unwrap_or(""),
+        body["error"].as_str().unwrap_or("")
+    );
+
+    println!("\ndone in {:.1?}", started.elapsed());
+    Ok(())
+}

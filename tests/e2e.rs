@@ -1,0 +1,233 @@
+//! End to end with no fakes between the pieces: `PayingClient` -> axum server with
+//! `PaymentRequiredLayer` -> `NanoRpcVerifier` -> `MockNode`, all over loopback sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Extension, Router};
+use nanosession::client::{ClientError, PayingClient, SpendError, Wallet, WorkThresholds};
+use nanosession::mock_node::{MockNode, MockNodeConfig};
+use nanosession::nano::{Address, PrivateKey, Raw, Seed};
+use nanosession::protocol::Offer;
+use nanosession::rpc::NanoRpcClient;
+use nanosession::verify::NanoRpcVerifier;
+use nanosession::{PaymentRequiredLayer, VerifiedPayment};
+
+const PRICE: Raw = Raw::new(1_000_000_000_000_000_000_000_000); // 10^-6 XNO
+const FUNDS: Raw = Raw::ONE_XNO;
+
+struct World {
+    node: MockNode,
+    url: String,
+    merchant: Address,
+}
+
+/// A mock node and a paywall server verifying against it through `rpc_urls` (the node's own
+/// URL unless a test puts other endpoints in front).
+async fn world_with(
+    config: MockNodeConfig,
+    rpc_urls: impl FnOnce(&MockNode) -> Vec<String>,
+    confirm_wait: Duration,
+) -> World {
+    let node = MockNode::start(config).unwrap();
+    let merchant = Address::from(PrivateKey::from_bytes(rand::random()).public_key());
+    let verifier = NanoRpcVerifier::builder(
+        NanoRpcClient::builder()
+            .endpoints(rpc_urls(&node))
+            .timeout(Duration::from_millis(500))
+            .build()
+            .unwrap(),
+    )
+    .poll_interval(Duration::from_millis(50))
+    .build();
+    let layer = PaymentRequiredLayer::builder()
+        .pay_to(merchant)
+        .price(PRICE)
+        .network("nano:dev")
+        .public_base_url("http://127.0.0.1")
+        .confirm_wait(confirm_wait)
+        .verifier(verifier)
+        .build()
+        .unwrap()
+        .json_body();
+    let app = Router::new().route(
+        "/paid",
+        get(|Extension(p): Extension<VerifiedPayment>| async move { format!("{}|{}", p.block, p.payer) })
+            .route_layer(layer),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/paid", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    World { node, url, merchant }
+}
+
+async fn world() -> World {
+    world_with(MockNodeConfig::default(), |n| vec![n.rpc_url()], Duration::from_secs(3)).await
+}
+
+impl World {
+    /// A funded customer and a client paying from it.
+    async fn customer(&self, x402: bool) -> (PayingClient, Address) {
+        let seed = Seed::from_bytes(rand::random());
+        self.node.fund(&seed.derive(0), FUNDS).await;
+        let wallet =
+            Wallet::from_seed(&seed, 0).with_limits(PRICE.checked_add(Raw::new(10_000_000)).unwrap(), FUNDS);
+        let account = wallet.account();
+        let builder = PayingClient::builder(wallet, NanoRpcClient::new([self.node.rpc_url()]).unwrap())
+            .work_thresholds(WorkThresholds::DEV)
+            .retries(10, Duration::from_secs(1));
+        let client = if x402 { builder.build() } else { builder.rev5_headers().build() };
+        (client, account)
+    }
+
+    async fn challenge(&self) -> Offer {
+        let res = reqwest::get(&self.url).await.unwrap();
+        assert_eq!(res.status(), 402);
+        Offer::from_headers(res.headers()).unwrap()
+    }
+
+    /// Presents `block` for `offer`'s session by hand (what an attacker would do).
+    async fn present(&self, offer: &Offer, block: &nanosession::nano::BlockHash) -> (u16, String) {
+        let res = reqwest::Client::new()
+            .get(&self.url)
+            .headers(offer.proof_headers(block, false))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        (status, body["reason"].as_str().unwrap_or("").to_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pays_and_is_served_in_both_header_forms() {
+    let w = world().await;
+    for x402 in [true, false] {
+        let (client, account) = w.customer(x402).await;
+        let paid = client.get(&w.url).await.unwrap();
+        assert_eq!(paid.response.status(), 200, "x402 form: {x402}");
+        let payment = paid.payment.expect("a payment was made");
+        let body = paid.response.text().await.unwrap();
+        assert_eq!(body, format!("{}|{}", payment.block, account), "the handler saw the payment");
+        assert_eq!(
+            w.node.balance(&account),
+            FUNDS.checked_sub(payment.offer.amount).unwrap(),
+            "paid exactly once"
+        );
+        assert!(w.node.is_confirmed(&payment.block));
+        let block = w.node.block(&payment.block).unwrap();
+        assert_eq!(block.link, *w.merchant.public_key().as_bytes(), "the send credits the merchant");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_block_is_refused() {
+    let w = world().await;
+    let (client, _) = w.customer(true).await;
+    let payment = client.get(&w.url).await.unwrap().payment.unwrap();
+    let fresh = w.challenge().await;
+    assert_eq!(w.present(&fresh, &payment.block).await, (402, "already_spent".into()));
+    assert_eq!(
+        w.present(&payment.offer, &payment.block).await.1,
+        "unknown_session",
+        "the session was consumed"
+    );
+}
+
+/// An observer sees the victim's block on the ledger and presents it with a session of its own:
+/// the amount carries the victim's tag, so it does not pay the thief's session; the victim is
+/// then served as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipt_theft_fails_and_the_victim_is_still_served() {
+    let w = world().await;
+    let (victim, _) = w.customer(true).await;
+    let offer = w.challenge().await;
+    let block = victim.pay(&offer).await.unwrap(); // published, not yet presented
+
+    let thief = w.challenge().await;
+    assert_ne!(thief.amount, offer.amount);
+    assert_eq!(w.present(&thief, &block).await, (402, "wrong_amount".into()));
+    assert_eq!(w.present(&offer, &block).await, (200, String::new()), "the victim's own retry succeeds");
+}
+
+/// The node confirms after the server's wait: the server answers `block_not_confirmed` with
+/// Retry-After, the client retries with the same proof, and pays only once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfirmed_then_confirmed_without_paying_twice() {
+    let config = MockNodeConfig { confirmation_delay: Duration::from_millis(1500), ..Default::default() };
+    let w = world_with(config, |n| vec![n.rpc_url()], Duration::from_millis(200)).await;
+    let (client, account) = {
+        let seed = Seed::from_bytes(rand::random());
+        // Funding blocks confirm late too; they need not be confirmed to be spent from.
+        w.node.fund(&seed.derive(0), FUNDS).await;
+        let wallet =
+            Wallet::from_seed(&seed, 0).with_limits(PRICE.checked_add(Raw::new(10_000_000)).unwrap(), FUNDS);
+        let account = wallet.account();
+        let client = PayingClient::builder(wallet, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
+            .work_thresholds(WorkThresholds::DEV)
+            .confirm_timeout(Duration::from_millis(100)) // do not wait: let the server say so
+            .retries(10, Duration::from_secs(2))
+            .build();
+        (client, account)
+    };
+    let paid = client.get(&w.url).await.unwrap();
+    assert_eq!(paid.response.status(), 200);
+    let payment = paid.payment.unwrap();
+    assert!(payment.attempts > 1, "the first retry met block_not_confirmed");
+    assert_eq!(
+        w.node.balance(&account),
+        FUNDS.checked_sub(payment.offer.amount).unwrap(),
+        "one payment only"
+    );
+}
+
+/// The verifier's first endpoint refuses connections; the second is the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verifier_fails_over_to_a_live_node() {
+    let dead = common::refused_url();
+    let w =
+        world_with(MockNodeConfig::default(), move |n| vec![dead, n.rpc_url()], Duration::from_secs(3)).await;
+    let (client, _) = w.customer(false).await;
+    assert_eq!(client.get(&w.url).await.unwrap().response.status(), 200);
+}
+
+/// With the node answering HTTP 500, the server answers 503 and nothing is consumed; once the
+/// node is back the same payment goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_outage_is_503_then_recovers() {
+    let w = world().await;
+    let (client, _) = w.customer(false).await;
+    let offer = w.challenge().await;
+    let block = client.pay(&offer).await.unwrap();
+    w.node.faults().set_http_500(true);
+    assert_eq!(w.present(&offer, &block).await, (503, "verifier_unavailable".into()));
+    w.node.faults().set_http_500(false);
+    assert_eq!(w.present(&offer, &block).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_before_anything_is_published() {
+    let w = world().await;
+    let seed = Seed::from_bytes(rand::random());
+    w.node.fund(&seed.derive(0), FUNDS).await;
+    let stingy = Wallet::from_seed(&seed, 0).with_limits(Raw::new(1), FUNDS);
+    let account = stingy.account();
+    let client = PayingClient::builder(stingy, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
+        .work_thresholds(WorkThresholds::DEV)
+        .build();
+    let error = client.get(&w.url).await.unwrap_err();
+    assert!(matches!(error, ClientError::Spend(SpendError::OverLimit { .. })), "{error}");
+    assert_eq!(w.node.balance(&account), FUNDS, "nothing was paid");
+
+    let seed = Seed::from_bytes(rand::random());
+    w.node.fund(&seed.derive(0), FUNDS).await;
+    let broke = Wallet::from_seed(&seed, 0).with_limits(FUNDS, Raw::new(5));
+    let client = PayingClient::builder(broke, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
+        .work_thresholds(WorkThresholds::DEV)
+        .build();
+    let error = client.get(&w.url).await.unwrap_err();
+    assert!(matches!(error, ClientError::Spend(SpendError::OverBudget { .. })), "{error}");
+}
