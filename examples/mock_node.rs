@@ -1,8 +1,8 @@
 //! The mock Nano node on its own, for demos and manual testing.
 //!
 //! ```sh
-//! cargo run --example mock_node --features mock-node
-//! MOCK_NODE_RPC=127.0.0.1:7076 MOCK_NODE_WS=127.0.0.1:7078 cargo run --example mock_node --features mock-node
+//! cargo run --example mock_node
+//! MOCK_NODE_RPC=127.0.0.1:7076 MOCK_NODE_WS=127.0.0.1:7078 cargo run --example mock_node
 //! ```
 //!
 //! Prints the RPC and WebSocket URLs and the genesis (faucet) account, then serves until
