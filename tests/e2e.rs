@@ -231,3 +231,29 @@ async fn limits_refuse_before_anything_is_published() {
     let error = client.get(&w.url).await.unwrap_err();
     assert!(matches!(error, ClientError::Spend(SpendError::OverBudget { .. })), "{error}");
 }
+
+/// Asked twice for the same challenge, the client pays once; its Debug output never shows the
+/// wallet's seed or key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_challenge_is_paid_once_and_secrets_stay_hidden() {
+    let w = world().await;
+    let seed_bytes: [u8; 32] = rand::random();
+    let seed = Seed::from_bytes(seed_bytes);
+    w.node.fund(&seed.derive(0), FUNDS).await;
+    let wallet = Wallet::from_seed(&seed, 0).with_limits(FUNDS, FUNDS);
+    let account = wallet.account();
+    let client = PayingClient::builder(wallet, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
+        .work_thresholds(WorkThresholds::DEV)
+        .build();
+    let offer = w.challenge().await;
+    let first = client.pay(&offer).await.unwrap();
+    let second = client.pay(&offer).await.unwrap();
+    assert_eq!(first, second, "the same block for the same session");
+    assert_eq!(w.node.balance(&account), FUNDS.checked_sub(offer.amount).unwrap(), "one send only");
+    assert_eq!(client.wallet().remaining_budget(), FUNDS.checked_sub(offer.amount).unwrap());
+
+    let printed = format!("{client:?} {:?}", client.wallet()).to_lowercase();
+    assert!(printed.contains(&account.to_string()), "the account is shown: {printed}");
+    assert!(!printed.contains(&hex::encode(seed_bytes)), "the seed leaked: {printed}");
+    assert!(!printed.contains(&hex::encode(&seed_bytes[..8])), "part of the seed leaked: {printed}");
+}

@@ -333,15 +333,13 @@ impl PayingClient {
         };
         let after =
             balance.checked_sub(amount).ok_or(ClientError::InsufficientFunds { balance, needed: amount })?;
-        let mut block = StateBlock {
-            account: *account.public_key(),
-            previous: frontier,
-            representative: *representative.public_key(),
-            balance: after,
-            link: *to.public_key().as_bytes(),
-            signature: Default::default(),
-            work: 0,
-        };
+        let mut block = StateBlock::send(
+            *account.public_key(),
+            frontier,
+            *representative.public_key(),
+            after,
+            to.public_key(),
+        );
         block.work = self.work_for(&block.work_root(), inner.thresholds.send).await?;
         block.sign(inner.wallet.key());
         Ok(inner.node.process(&block, "send").await?)
@@ -364,15 +362,14 @@ impl PayingClient {
                 ),
                 None => (BlockHash::ZERO, Raw::ZERO, account),
             };
-            let mut block = StateBlock {
-                account: *account.public_key(),
+            let balance = balance.checked_add(amount).ok_or(RpcError::Node("balance overflow".into()))?;
+            let mut block = StateBlock::receive(
+                *account.public_key(),
                 previous,
-                representative: *representative.public_key(),
-                balance: balance.checked_add(amount).ok_or(RpcError::Node("balance overflow".into()))?,
-                link: *source.as_bytes(),
-                signature: Default::default(),
-                work: 0,
-            };
+                *representative.public_key(),
+                balance,
+                &source,
+            );
             block.work = self.work_for(&block.work_root(), inner.thresholds.receive).await?;
             block.sign(inner.wallet.key());
             let subtype = if previous.is_zero() { "open" } else { "receive" };

@@ -74,6 +74,52 @@ impl Default for Signature {
 }
 
 impl StateBlock {
+    /// An unsigned send of `balance_after` left on `account`, crediting `to`.
+    pub fn send(
+        account: PublicKey,
+        previous: BlockHash,
+        representative: PublicKey,
+        balance_after: Raw,
+        to: &PublicKey,
+    ) -> Self {
+        Self::unsigned(account, previous, representative, balance_after, *to.as_bytes())
+    }
+
+    /// An unsigned receive of the send `source`, leaving `balance_after`; with a zero
+    /// `previous` it is the account's open block.
+    pub fn receive(
+        account: PublicKey,
+        previous: BlockHash,
+        representative: PublicKey,
+        balance_after: Raw,
+        source: &BlockHash,
+    ) -> Self {
+        Self::unsigned(account, previous, representative, balance_after, *source.as_bytes())
+    }
+
+    /// An unsigned representative change (the balance stays, the link is zero).
+    pub fn change(account: PublicKey, previous: BlockHash, representative: PublicKey, balance: Raw) -> Self {
+        Self::unsigned(account, previous, representative, balance, [0; 32])
+    }
+
+    fn unsigned(
+        account: PublicKey,
+        previous: BlockHash,
+        representative: PublicKey,
+        balance: Raw,
+        link: [u8; 32],
+    ) -> Self {
+        StateBlock {
+            account,
+            previous,
+            representative,
+            balance,
+            link,
+            signature: Signature::default(),
+            work: 0,
+        }
+    }
+
     /// The block hash: blake2b-256 over the preamble and the five hashed fields.
     pub fn hash(&self) -> BlockHash {
         let mut preamble = [0u8; 32];
@@ -152,6 +198,17 @@ mod tests {
             "3BFBA64A775550E6D49DF1EB8EEC2136DCD74F090E2ED658FBD9E80F17CB1C9F9F7BDE2B93D95558EC2F277FFF15FD11E6E2162A1714731B743D1E941FA4560A"
         );
         assert!(block.verify_signature());
+    }
+
+    #[test]
+    fn constructors_fill_the_link_by_kind() {
+        let (a, b) = (PublicKey::from_bytes([1; 32]), PublicKey::from_bytes([2; 32]));
+        let prev = BlockHash::from_bytes([3; 32]);
+        assert_eq!(StateBlock::send(a, prev, a, Raw::new(5), &b).link, [2; 32]);
+        let open = StateBlock::receive(a, BlockHash::ZERO, a, Raw::new(5), &prev);
+        assert_eq!((open.link, open.work_root()), ([3; 32], [1; 32]));
+        let change = StateBlock::change(a, prev, b, Raw::new(5));
+        assert_eq!((change.link, change.representative, change.work_root()), ([0; 32], b, [3; 32]));
     }
 
     /// A real mainnet send (reference §6.2): hash and signature verify.
