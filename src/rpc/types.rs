@@ -364,19 +364,8 @@ pub mod lenient {
 mod tests {
     use super::*;
 
-    const MAINNET: &str = r#"{ "block_account": "nano_1ipx847tk8o46pwxt5qjdbncjqcbwcc1rrmqnkztrfjy5k7z4imsrata9est",
-  "amount": "30000000000000000000000000000000000", "balance": "5606157000000000000000000000000000000", "height": "58",
-  "local_timestamp": "0", "successor": "8D3AB98B301224253750D448B4BD997132400CEDD0A8432F775724F2D9821C72", "confirmed": "true",
-  "contents": { "type": "state",
-    "account": "nano_1ipx847tk8o46pwxt5qjdbncjqcbwcc1rrmqnkztrfjy5k7z4imsrata9est",
-    "previous": "CE898C131AAEE25E05362F247760F8A3ACF34A9796A5AE0D9204E86B0637965E",
-    "representative": "nano_1stofnrxuz3cai7ze75o174bpm7scwj9jn3nxsn8ntzg784jf1gzn1jjdkou",
-    "balance": "5606157000000000000000000000000000000",
-    "link": "5D1AA8A45F8736519D707FCB375976A7F9AF795091021D7E9C7548D6F45DD8D5",
-    "link_as_account": "nano_1qato4k7z3spc8gq1zyd8xeqfbzsoxwo36a45ozbrxcatut7up8ohyardu1z",
-    "signature": "82D41BC16F313E4B2243D14DFFA2FB04679C540C2095FEE7EAE0F2F26880AD56DD48D87A7CC5DD760C5B2D76EE2C205506AA557BF00B60D8DEE312EC7343A501",
-    "work": "8a142e07a10996d5" },
-  "subtype": "send" }"#;
+    /// The real mainnet send of reference §6.2, as a node answers `block_info` for it.
+    const MAINNET: &str = include_str!("../../tests/data/block_info_mainnet_send.json");
 
     fn hash(s: &str) -> BlockHash {
         s.parse().unwrap()
