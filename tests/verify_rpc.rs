@@ -141,6 +141,11 @@ async fn wrong_block_type() {
     legacy["contents"]["type"] = json!("send");
     legacy.as_object_mut().unwrap().remove("subtype");
     assert_eq!(verify_reply(legacy).await, Err(Rejection::WrongBlockType));
+
+    // The subtype says send but the block is not a state block: the type check alone refuses.
+    let mut not_state = good_reply(&block);
+    not_state["contents"]["type"] = json!("send");
+    assert_eq!(verify_reply(not_state).await, Err(Rejection::WrongBlockType));
 }
 
 #[tokio::test]
@@ -148,6 +153,13 @@ async fn wrong_destination() {
     let other = PrivateKey::from_bytes([3; 32]).public_key();
     let block = signed_send(&payer(), previous_hash(), Raw::new(BEFORE.get() - PRICE.get()), &other);
     let node = node_with(&block, good_reply(&block)).await;
+    let got = verifier(&[node.url()]).verify(&block.hash(), &expected()).await;
+    assert_eq!(got, Err(Rejection::WrongDestination));
+
+    // `link_as_account` is cosmetic: naming the merchant there changes nothing.
+    let mut dressed = good_reply(&block);
+    dressed["contents"]["link_as_account"] = json!(Address::from(merchant().public_key()).to_string());
+    let node = node_with(&block, dressed).await;
     let got = verifier(&[node.url()]).verify(&block.hash(), &expected()).await;
     assert_eq!(got, Err(Rejection::WrongDestination));
 }
@@ -166,6 +178,57 @@ async fn too_old() {
     assert_eq!(verify_reply(early).await, Err(Rejection::TooOld));
     let zero = block_info_reply(&block, Some(PRICE), 0, true);
     assert_eq!(verify_reply(zero).await, Err(Rejection::TooOld));
+    // Exactly at the boundary is in time.
+    let node = node_with(&block, block_info_reply(&block, Some(PRICE), now_secs() - 60, true)).await;
+    let exp = Expected { not_before: now_secs() - 60, ..expected() };
+    assert!(verifier(&[node.url()]).verify(&block.hash(), &exp).await.is_ok());
+}
+
+/// A wait shorter than the poll interval still polls once, at the deadline, so a node that
+/// confirms at once is not reported as unconfirmed.
+#[tokio::test]
+async fn short_wait_still_sees_a_fast_confirmation() {
+    let block = payment();
+    let node = node_with(&block, block_info_reply(&block, Some(PRICE), now_secs(), false)).await;
+    node.confirm_on_block_confirm(block.hash());
+    let slow_polls =
+        NanoRpcVerifier::builder(client(&[node.url()])).poll_interval(Duration::from_secs(5)).build();
+    let exp = Expected { confirm_wait: Duration::from_millis(150), ..expected() };
+    let start = Instant::now();
+    let got = slow_polls.verify(&block.hash(), &exp).await.unwrap();
+    assert!(matches!(got.confirmation, Confirmation::ConfirmedAfterWait(_)));
+    assert!(start.elapsed() < Duration::from_secs(2), "bounded by the wait, not the interval");
+}
+
+/// A node that stops answering while we wait for confirmation is an outage (503), not an
+/// unconfirmed block (402).
+#[tokio::test]
+async fn node_lost_while_waiting_is_unavailable() {
+    let block = payment();
+    let node = node_with(&block, block_info_reply(&block, Some(PRICE), now_secs(), false)).await;
+    let v = verifier(&[node.url()]);
+    let verifying = tokio::spawn({
+        let hash = block.hash();
+        async move { v.verify(&hash, &expected()).await }
+    });
+    // Cut the node once the first block_info (unconfirmed) was served, before the first poll.
+    while node.count_action("block_info") == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    node.set_fault(Fault::Status(500));
+    let got = verifying.await.unwrap();
+    assert!(matches!(got, Err(Rejection::Unavailable(_))), "{got:?}");
+}
+
+/// A proxy's own error (not a node answer about the ledger) fails over to the next endpoint.
+#[tokio::test]
+async fn fails_over_on_a_proxy_error_answer() {
+    let block = payment();
+    let good = node_with(&block, good_reply(&block)).await;
+    let limited = CannedNode::start().await;
+    limited.set_reply("block_info", json!({"error": "Rate limit exceeded"}));
+    verifier(&[limited.url(), good.url()]).verify(&block.hash(), &expected()).await.unwrap();
+    assert_eq!(good.count_action("block_info"), 1);
 }
 
 #[tokio::test]
@@ -235,27 +298,47 @@ async fn never_confirmed_gives_up_after_confirm_wait() {
     assert_eq!(node.count_action("block_confirm"), 2);
 }
 
+/// A chain of two blocks: `prev` leaving `prev_balance`, then a send of `PRICE` on top of it
+/// (its `previous` is `prev`'s real hash), served with `amount` absent.
+async fn chain(prev_balance: Raw) -> (CannedNode, StateBlock, StateBlock) {
+    let prev = signed_send(&payer(), BlockHash::from_bytes([8; 32]), prev_balance, &merchant().public_key());
+    let after = Raw::new(BEFORE.get() - PRICE.get());
+    let block = signed_send(&payer(), prev.hash(), after, &merchant().public_key());
+    let node = node_with(&block, block_info_reply(&block, None, now_secs(), true)).await;
+    (node, prev, block)
+}
+
 #[tokio::test]
 async fn amount_absent_uses_the_previous_block() {
-    let block = payment();
-    let node = node_with(&block, block_info_reply(&block, None, now_secs(), true)).await;
+    let (node, prev, block) = chain(BEFORE).await;
     let v = verifier(&[node.url()]);
 
     // Previous block unknown (pruned): the amount cannot be established; not final.
     let got = v.verify(&block.hash(), &expected()).await;
     assert!(matches!(got, Err(Rejection::Unavailable(_))), "{got:?}");
 
-    // A previous block whose balance gives the right amount.
-    let mut prev = signed_send(&payer(), BlockHash::from_bytes([8; 32]), BEFORE, &merchant().public_key());
-    node.insert_block_info(previous_hash(), block_info_reply(&prev, Some(Raw::new(7)), now_secs(), true));
+    // The real previous block: its balance minus this one's is the amount.
+    node.insert_block_info(prev.hash(), block_info_reply(&prev, Some(Raw::new(7)), now_secs(), true));
     let got = v.verify(&block.hash(), &expected()).await.unwrap();
     assert_eq!(got.amount, PRICE);
-    assert!(node.requests().iter().any(|r| r.body["hash"] == previous_hash().to_string()));
+    assert!(node.requests().iter().any(|r| r.body["hash"] == prev.hash().to_string()));
 
-    // One raw more in the previous balance: wrong amount.
-    prev.balance = Raw::new(BEFORE.get() + 1);
-    node.insert_block_info(previous_hash(), block_info_reply(&prev, None, now_secs(), true));
-    assert_eq!(v.verify(&block.hash(), &expected()).await, Err(Rejection::WrongAmount));
+    // A lying node serves other contents for the previous hash: refused, never trusted.
+    let mut forged = prev.clone();
+    forged.balance = Raw::new(BEFORE.get() + 1);
+    node.insert_block_info(prev.hash(), block_info_reply(&forged, None, now_secs(), true));
+    assert!(matches!(v.verify(&block.hash(), &expected()).await, Err(Rejection::InvalidBlock(_))));
+
+    // A legacy previous block (hex balance, other hashing): the amount is not guessed.
+    let mut legacy = block_info_reply(&prev, None, now_secs(), true);
+    legacy["contents"]["type"] = json!("send");
+    node.insert_block_info(prev.hash(), legacy);
+    assert!(matches!(v.verify(&block.hash(), &expected()).await, Err(Rejection::Unavailable(_))));
+
+    // One raw more before the send: it moved one raw too much.
+    let (node, prev, block) = chain(Raw::new(BEFORE.get() + 1)).await;
+    node.insert_block_info(prev.hash(), block_info_reply(&prev, None, now_secs(), true));
+    assert_eq!(verifier(&[node.url()]).verify(&block.hash(), &expected()).await, Err(Rejection::WrongAmount));
 }
 
 #[tokio::test]
@@ -409,7 +492,8 @@ fn global_logs() -> &'static Logs {
 async fn credentials_never_leak() {
     let logs = global_logs();
 
-    let secret_url = |url: &str| url.replace("http://", "http://user:secret@") + "?key=topsecret";
+    let secret_url =
+        |url: &str| url.replace("http://", "http://user:secret@") + "apikey-in-path?key=topsecret";
     let refused = secret_url(&refused_url());
     let slow = CannedNode::start().await;
     slow.set_fault(Fault::Delay(Duration::from_secs(5)));
@@ -418,7 +502,7 @@ async fn credentials_never_leak() {
     let text = format!("{err} {err:?} {c:?}");
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logged.contains("Nano RPC endpoint failed"), "{logged}");
-    for leak in ["secret", "user", "key="] {
+    for leak in ["secret", "user", "key=", "apikey-in-path"] {
         assert!(!text.contains(leak), "{leak} in {text}");
         assert!(!logged.contains(leak), "{leak} in {logged}");
     }
@@ -484,7 +568,10 @@ async fn client_typed_helpers_and_node_errors() {
     assert_eq!(c.block_info(&previous_hash()).await, Ok(None));
     let err = c.block_confirm(&previous_hash()).await.unwrap_err();
     assert!(err.is_block_not_found(), "{err:?}");
-    let err = c.call::<Value>(&json!({"action": "no_such_action"})).await.unwrap_err();
-    assert_eq!(err, RpcError::Node("Unknown command".into()));
     assert_eq!(c.failures(), 0);
+    // "Unknown command" is that endpoint's limitation, not an answer about the ledger: it
+    // fails over (here to the same lone endpoint) and ends as unavailable.
+    let err = c.call::<Value>(&json!({"action": "no_such_action"})).await.unwrap_err();
+    assert!(matches!(&err, RpcError::Unavailable(m) if m.contains("Unknown command")), "{err:?}");
+    assert!(c.failures() > 0);
 }

@@ -26,9 +26,40 @@ const MAX_ATTEMPTS_LIMIT: usize = 100;
 /// A `block_info` reply is about 2 KiB; the cap only stops a hostile endpoint exhausting memory.
 const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Node error texts that describe the node's own trouble, not the request: another endpoint
-/// may well answer, so these fail over like an HTTP 500 would.
-const TRANSIENT_NODE_ERRORS: &[&str] = &["Internal server error in RPC", "Empty response"];
+/// Node error texts that are definite answers about the request or the ledger (reference
+/// §6.1, §6.5): another endpoint would say the same, so they are returned at once. Any other
+/// `{"error": …}` ("Internal server error in RPC", "Unknown command", "RPC control is
+/// disabled", a proxy's "rate limit exceeded", …) describes that endpoint's trouble and fails
+/// over like an HTTP 500 would.
+const DEFINITE_NODE_ERRORS: &[&str] = &[
+    BLOCK_NOT_FOUND,
+    "Invalid block hash",
+    "Bad hash number",
+    "Account not found",
+    "Bad account number",
+    "Unable to parse JSON",
+    // `process` outcomes: the ledger's verdict on the block.
+    "Old block",
+    "Block is invalid",
+    "Block work is less than threshold",
+    "Gap previous block",
+    "Gap source block",
+    "Bad signature",
+    "Negative spend",
+    "Balance and amount delta do not match",
+    "Unreceivable",
+    "This block cannot follow the previous block",
+    "Fork",
+    "Block work is insufficient",
+    "Block attempts to open the burn account",
+    "Invalid block subtype",
+    "Invalid block balance for given subtype",
+    "Invalid previous block for given subtype",
+];
+
+/// The most of a node's error text kept in errors and logs: a hostile endpoint may answer
+/// with megabytes, newlines or echoed secrets.
+const MAX_ERROR_TEXT: usize = 200;
 
 /// The node's answer for an unknown block.
 pub(crate) const BLOCK_NOT_FOUND: &str = "Block not found";
@@ -344,7 +375,7 @@ impl Endpoint {
         let mut h = self.health();
         h.consecutive_failures = h.consecutive_failures.saturating_add(1);
         if h.consecutive_failures >= threshold {
-            h.cooling_until = Some(Instant::now() + cooldown);
+            h.cooling_until = Instant::now().checked_add(cooldown);
             true
         } else {
             false
@@ -361,10 +392,21 @@ impl Endpoint {
     }
 }
 
-/// `scheme://host:port/path`: no user info, query or fragment.
+/// `scheme://host:port/`: no user info, path, query or fragment (providers put API keys in
+/// any of them).
 fn redact(url: &Url) -> String {
     let port = url.port_or_known_default().map(|p| format!(":{p}")).unwrap_or_default();
-    format!("{}://{}{}{}", url.scheme(), url.host_str().unwrap_or_default(), port, url.path())
+    format!("{}://{}{}/", url.scheme(), url.host_str().unwrap_or_default(), port)
+}
+
+/// At most [`MAX_ERROR_TEXT`] characters, control characters replaced: safe for one log line.
+fn printable(text: &str) -> String {
+    let mut out: String =
+        text.chars().take(MAX_ERROR_TEXT).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().count() > MAX_ERROR_TEXT {
+        out.push('…');
+    }
+    out
 }
 
 /// Formats a transport error without its URL (which may carry credentials).
@@ -464,7 +506,7 @@ impl NanoRpcClient {
                 break;
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(inner.backoff_max);
+            backoff = backoff.saturating_mul(2).min(inner.backoff_max);
         }
         Err(RpcError::Unavailable(format!("{attempts} attempt(s) failed, last {last}")))
     }
@@ -506,10 +548,10 @@ impl NanoRpcClient {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            if TRANSIENT_NODE_ERRORS.contains(&message.as_str()) {
-                return Err(format!("node error: {message}"));
+            if DEFINITE_NODE_ERRORS.contains(&message.as_str()) {
+                return Ok(Err(message));
             }
-            return Ok(Err(message));
+            return Err(format!("node error: {}", printable(&message)));
         }
         match serde_json::from_value::<T>(value) {
             Ok(v) => Ok(Ok(v)),
@@ -600,10 +642,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redaction_drops_userinfo_query_and_fragment() {
+    fn redaction_drops_userinfo_path_query_and_fragment() {
         let e =
             Endpoint::parse(0, "https://user:pa55word@node.example:7076/rpc/v1?key=topsecret#frag").unwrap();
-        assert_eq!(e.redacted, "https://node.example:7076/rpc/v1");
+        assert_eq!(e.redacted, "https://node.example:7076/", "the path may hold an API key");
         let e = Endpoint::parse(0, "http://[::1]/").unwrap();
         assert_eq!(e.redacted, "http://[::1]:80/");
         let e = Endpoint::parse(1, "https://user:pa55word@node.example/?key=topsecret").unwrap();

@@ -65,8 +65,8 @@ impl MemorySessionStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that
-        // breaks an invariant worse than refusing service, so recover the guard.
+        // No user code runs under this lock and no step panics midway, so even a poisoned lock
+        // guards consistent maps: keep serving.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -89,8 +89,12 @@ impl SessionStore for MemorySessionStore {
                 }
             }
         }
-        if s.by_id.len() >= self.capacity && (s.prune(now) == 0 || s.by_id.len() >= self.capacity) {
-            return Ok(Insert::Full);
+        if s.by_id.len() >= self.capacity {
+            // Full: only expired sessions may make room.
+            s.prune(now);
+            if s.by_id.len() >= self.capacity {
+                return Ok(Insert::Full);
+            }
         }
         if s.by_id.contains_key(&session.id) {
             // 128-bit ids do not collide; refuse rather than overwrite if one ever does.

@@ -6,10 +6,14 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{Confirmation, Expected, PaymentVerifier, Rejection, VerifiedBlock};
-use crate::nano::{BlockHash, Raw};
+use crate::nano::{Address, BlockHash, Raw, StateBlock};
 use crate::rpc::{BlockInfo, ContentsError, NanoRpcClient, RpcError};
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How long the poll at the deadline may take to answer.
+const POLL_GRACE: Duration = Duration::from_secs(1);
+/// The longest a detached `block_confirm` may run.
+const BLOCK_CONFIRM_BOUND: Duration = Duration::from_secs(10);
 
 /// Verifies payments with `block_info` (and `block_confirm`) through a [`NanoRpcClient`].
 ///
@@ -92,69 +96,75 @@ impl NanoRpcVerifier {
     }
 
     /// The amount the block moved: the node's `amount`, or, when absent, the previous block's
-    /// balance minus this block's. Never guessed.
-    async fn amount(&self, info: &BlockInfo) -> Result<Raw, Rejection> {
+    /// balance minus this block's. Never guessed: the previous block must be a state block and,
+    /// with integrity checking, must hash to this block's `previous`.
+    async fn amount(&self, info: &BlockInfo, block: &StateBlock) -> Result<Raw, Rejection> {
         if let Some(amount) = info.amount {
             return Ok(amount);
         }
-        let balance = info.contents.balance_raw().map_err(invalid)?;
-        let previous = info.contents.previous_hash().map_err(invalid)?;
-        if previous.is_zero() {
+        if block.previous.is_zero() {
             // An open block receives; it cannot be a send.
             return Err(Rejection::InvalidBlock("a send block without a previous block"));
         }
-        let prev = match self.client.block_info(&previous).await {
+        let cannot = |why: &str| {
+            Rejection::Unavailable(format!("amount absent and previous block {}: {why}", block.previous))
+        };
+        let prev = match self.client.block_info(&block.previous).await {
             Ok(Some(prev)) => prev,
-            Ok(None) => {
-                return Err(Rejection::Unavailable(format!(
-                    "amount absent and previous block {previous} unknown to the node (pruned?)"
-                )))
-            }
+            Ok(None) => return Err(cannot("unknown to the node (pruned?)")),
             Err(e) => return Err(unavailable(e)),
         };
-        let prev_balance = match prev.balance {
-            Some(b) => b,
-            None => prev.contents.balance_raw().map_err(|_| {
-                Rejection::Unavailable(format!(
-                    "amount absent and previous block {previous} has no readable balance"
-                ))
-            })?,
-        };
-        prev_balance
-            .checked_sub(balance)
+        if prev.contents.block_type.as_deref() != Some("state") {
+            // A legacy block's balance is hex and hashes differently: do not guess.
+            return Err(cannot("not a state block"));
+        }
+        let prev_block = prev.contents.to_state_block().map_err(|_| cannot("unreadable contents"))?;
+        if self.check_block_integrity && prev_block.hash() != block.previous {
+            return Err(Rejection::InvalidBlock("the previous block's contents do not hash to its hash"));
+        }
+        prev_block
+            .balance
+            .checked_sub(block.balance)
             .filter(|a| *a != Raw::ZERO)
             .ok_or(Rejection::InvalidBlock("a send block whose balance did not decrease"))
     }
 
     /// Waits for confirmation: starts `block_confirm`, then polls `block_info` every poll
-    /// interval, all bounded by `wait`.
+    /// interval until `wait` has passed. At least one poll always happens, the last one at the
+    /// deadline (allowed [`POLL_GRACE`] to answer), so a short wait still sees a fast node.
     async fn await_confirmation(&self, hash: &BlockHash, wait: Duration) -> Result<Duration, Rejection> {
         let start = Instant::now();
-        let deadline = start + wait;
-        // Detached, so the request reaches the node even when `wait` is shorter than the
-        // call (a later retry then finds the block confirmed) and polling starts at once.
+        let deadline = start.checked_add(wait).unwrap_or_else(|| start + Duration::from_secs(3600));
+        // Detached, so the request reaches the node even when `wait` is shorter than the call
+        // (a later retry then finds the block confirmed); bounded, so it cannot pile up.
         let (client, target) = (self.client.clone(), *hash);
         tokio::spawn(async move {
-            if let Err(e) = client.block_confirm(&target).await {
+            match tokio::time::timeout(BLOCK_CONFIRM_BOUND, client.block_confirm(&target)).await {
+                Ok(Ok(_)) => {}
                 // Not fatal: the block may still confirm by itself; the polls decide.
-                tracing::warn!(block = %target, error = %e, "block_confirm failed");
+                Ok(Err(e)) => tracing::warn!(block = %target, error = %e, "block_confirm failed"),
+                Err(_) => tracing::warn!(block = %target, "block_confirm timed out"),
             }
         });
+        let mut answered = false;
         loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Rejection::NotConfirmed);
-            }
-            tokio::time::sleep_until((now + self.poll_interval).min(deadline)).await;
-            match tokio::time::timeout_at(deadline, self.client.block_info(hash)).await {
+            tokio::time::sleep_until((Instant::now() + self.poll_interval).min(deadline)).await;
+            match tokio::time::timeout_at(deadline + POLL_GRACE, self.client.block_info(hash)).await {
                 Ok(Ok(Some(info))) if info.confirmed => return Ok(start.elapsed()),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(block = %hash, error = %e, "confirmation poll failed");
-                }
-                Err(_) => return Err(Rejection::NotConfirmed),
+                Ok(Ok(_)) => answered = true,
+                Ok(Err(e)) => tracing::debug!(block = %hash, error = %e, "confirmation poll failed"),
+                Err(_) => {}
+            }
+            if Instant::now() >= deadline {
+                break;
             }
         }
+        // A node that never answered while we waited is an outage, not an unconfirmed block.
+        Err(if answered {
+            Rejection::NotConfirmed
+        } else {
+            Rejection::Unavailable("no node answered while waiting for confirmation".into())
+        })
     }
 }
 
@@ -177,16 +187,18 @@ impl PaymentVerifier for NanoRpcVerifier {
         };
         let contents = &info.contents;
 
-        if contents.block_type.as_deref() != Some("state") || info.subtype() != Some("send") {
+        // `subtype` is top-level in `block_info`; `contents` carries it only in WebSocket messages.
+        if contents.block_type.as_deref() != Some("state") || info.subtype.as_deref() != Some("send") {
             return Err(Rejection::WrongBlockType);
         }
+        let block = contents.to_state_block().map_err(invalid)?;
 
-        let link = contents.link_bytes().map_err(invalid)?;
-        if link != *expected.pay_to.public_key().as_bytes() {
+        // Key bytes, not address strings: `link_as_account` is cosmetic and may disagree.
+        if block.link != *expected.pay_to.public_key().as_bytes() {
             return Err(Rejection::WrongDestination);
         }
 
-        let amount = self.amount(&info).await?;
+        let amount = self.amount(&info, &block).await?;
         if amount != expected.amount {
             return Err(Rejection::WrongAmount);
         }
@@ -197,9 +209,7 @@ impl PaymentVerifier for NanoRpcVerifier {
             return Err(Rejection::TooOld);
         }
 
-        let payer = contents.account_address().map_err(invalid)?;
         if self.check_block_integrity {
-            let block = contents.to_state_block().map_err(invalid)?;
             if block.hash() != *hash {
                 return Err(Rejection::InvalidBlock("the contents do not hash to the requested block hash"));
             }
@@ -207,6 +217,7 @@ impl PaymentVerifier for NanoRpcVerifier {
                 return Err(Rejection::InvalidBlock("the block signature does not verify"));
             }
         }
+        let payer = Address::from(block.account);
 
         let confirmation = if info.confirmed {
             Confirmation::AlreadyConfirmed
