@@ -67,7 +67,7 @@ pub(crate) const BLOCK_NOT_FOUND: &str = "Block not found";
 /// Why a call failed.
 ///
 /// Messages never contain endpoint credentials: endpoints appear only in their redacted form
-/// (`scheme://host:port/path`).
+/// (`scheme://host:port/`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
@@ -449,7 +449,7 @@ impl NanoRpcClient {
         Self::builder().endpoints(urls).build()
     }
 
-    /// The endpoints in their redacted form (`scheme://host:port/path`), in order.
+    /// The endpoints in their redacted form (`scheme://host:port/`), in order.
     pub fn endpoints(&self) -> impl Iterator<Item = &str> + '_ {
         self.inner.endpoints.iter().map(|e| e.redacted.as_str())
     }
