@@ -72,7 +72,7 @@ pub(crate) const BLOCK_NOT_FOUND: &str = "Block not found";
 #[non_exhaustive]
 pub enum RpcError {
     /// A node gave a definite error answer (HTTP 200 with `{"error": "..."}`), such as
-    /// `"Block not found"`. Not retried on other endpoints: they share the same ledger.
+    /// `"Block not found"`. Not retried on other endpoints: they serve the same ledger.
     #[error("node error: {0}")]
     Node(String),
     /// Every attempt failed (transport errors, timeouts, HTTP errors, unparseable replies).
@@ -284,9 +284,9 @@ impl NanoRpcClientBuilder {
 ///
 /// Each call tries the endpoints in order, skipping those in cool-down, and moves to the next
 /// on a transport error, a timeout, a non-success HTTP status, an unparseable or oversized
-/// reply, or a node error that describes the node's own trouble (`"Internal server error in
-/// RPC"`, `"Empty response"`). A definite node answer such as `{"error": "Block not found"}`
-/// is returned at once as [`RpcError::Node`]. After a full pass fails it backs off and tries
+/// reply, or any node error text that is not a definite answer about the request or the ledger
+/// (`"Internal server error in RPC"`, `"Unknown command"`, a proxy's rate limit, …). A definite
+/// answer such as `{"error": "Block not found"}` is returned at once as [`RpcError::Node`]. After a full pass fails it backs off and tries
 /// again until the attempt budget is spent, then returns [`RpcError::Unavailable`].
 #[derive(Clone)]
 pub struct NanoRpcClient {
