@@ -323,3 +323,102 @@ impl Offer {
         headers
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Session;
+
+    fn issued() -> (Challenge, Session, HeaderMap) {
+        let pay_to: Address =
+            "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo".parse().unwrap();
+        let challenge = Challenge::new(
+            pay_to,
+            10_000_000,
+            "nano:dev",
+            "https://api.example.com/",
+            "",
+            "application/json",
+        );
+        let session = Session::issue(
+            pay_to,
+            Raw::new(1_000_000_000),
+            10_000_000,
+            1_770_940_800,
+            std::time::Duration::from_secs(300),
+        )
+        .unwrap();
+        let required = challenge.payment_required(&session, "/paid?x=1");
+        let mut headers = HeaderMap::new();
+        challenge.write_headers(&session, &required, &mut headers);
+        (challenge, session, headers)
+    }
+
+    #[test]
+    fn a_client_reads_what_the_server_wrote_in_either_form() {
+        let (_, session, headers) = issued();
+        let both = Offer::from_headers(&headers).unwrap();
+        assert_eq!(
+            (both.session, both.amount, both.price, both.tag),
+            (session.id, session.amount, session.price, session.tag)
+        );
+        assert_eq!(both.required.as_ref().unwrap().resource.url, "https://api.example.com/paid?x=1");
+        assert_eq!(headers[X_PAYMENT_EXPIRES], "2026-02-13T00:05:00Z");
+
+        let mut rev5 = headers.clone();
+        rev5.remove(PAYMENT_REQUIRED);
+        let only_rev5 = Offer::from_headers(&rev5).unwrap();
+        assert_eq!((only_rev5.session, only_rev5.amount), (session.id, session.amount));
+        assert!(only_rev5.required.is_none());
+
+        let mut x402 = headers.clone();
+        x402.remove(X_PAYMENT_SESSION);
+        assert_eq!(Offer::from_headers(&x402).unwrap().amount, session.amount);
+    }
+
+    #[test]
+    fn malformed_challenges_are_refused() {
+        let (_, _, headers) = issued();
+        assert!(Offer::from_headers(&HeaderMap::new()).is_err(), "no challenge at all");
+
+        let mut disagree = headers.clone();
+        disagree.insert(X_PAYMENT_TAG, HeaderValue::from(1u64));
+        assert_eq!(Offer::from_headers(&disagree), Err(MalformedChallenge("the two header forms disagree")));
+
+        let mut tag_too_big = headers.clone();
+        tag_too_big.remove(PAYMENT_REQUIRED);
+        tag_too_big.insert(X_PAYMENT_TAG, HeaderValue::from(10_000_000u64));
+        assert!(Offer::from_headers(&tag_too_big).is_err());
+
+        let mut bad_address = headers.clone();
+        bad_address.remove(PAYMENT_REQUIRED);
+        bad_address.insert(X_PAYMENT_ADDRESS, HeaderValue::from_static("nano_1bad"));
+        assert!(Offer::from_headers(&bad_address).is_err());
+
+        let mut not_base64 = headers.clone();
+        not_base64.insert(PAYMENT_REQUIRED, HeaderValue::from_static("%%%"));
+        assert!(Offer::from_headers(&not_base64).is_err());
+
+        // x402 requirements whose amount is not price plus tag.
+        let mut required = PaymentRequired::from_header(&headers[PAYMENT_REQUIRED]).unwrap();
+        required.accepts[0].amount = Raw::new(required.accepts[0].amount.get() + 1);
+        let mut inconsistent = HeaderMap::new();
+        inconsistent.insert(PAYMENT_REQUIRED, header(B64.encode(serde_json::to_vec(&required).unwrap())));
+        assert_eq!(
+            Offer::from_headers(&inconsistent),
+            Err(MalformedChallenge("amount is not price plus tag"))
+        );
+    }
+
+    #[test]
+    fn proof_headers_round_trip_through_the_server_parser() {
+        let (_, session, headers) = issued();
+        let offer = Offer::from_headers(&headers).unwrap();
+        let block = crate::nano::BlockHash::from_bytes([7; 32]);
+        for x402 in [true, false] {
+            let proof =
+                super::super::Proof::from_headers(&offer.proof_headers(&block, x402)).unwrap().unwrap();
+            assert_eq!((proof.session, proof.block), (session.id, block), "x402: {x402}");
+        }
+    }
+}
