@@ -257,3 +257,17 @@ async fn one_challenge_is_paid_once_and_secrets_stay_hidden() {
     assert!(!printed.contains(&hex::encode(seed_bytes)), "the seed leaked: {printed}");
     assert!(!printed.contains(&hex::encode(&seed_bytes[..8])), "part of the seed leaked: {printed}");
 }
+
+/// A 402 without a usable challenge is a clear error, and nothing is paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_challenge_is_an_error_not_a_payment() {
+    let w = world().await;
+    let app = Router::new().route("/bogus", get(|| async { (http::StatusCode::PAYMENT_REQUIRED, "pay me") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/bogus", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (client, account) = w.customer(true).await;
+    let error = client.get(&url).await.unwrap_err();
+    assert!(matches!(error, ClientError::Challenge(_)), "{error}");
+    assert_eq!(w.node.balance(&account), FUNDS);
+}
