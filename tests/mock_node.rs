@@ -1091,6 +1091,22 @@ async fn refused_connections_then_restored_on_the_same_port() {
 }
 
 #[tokio::test]
+async fn refused_connections_a_failed_reopen_can_be_retried() {
+    let node = start();
+    node.faults().set_refuse_connections(true);
+    // Another socket takes the RPC port while it is closed: reopening fails (after its 5 s
+    // of retries), and the fault stays on.
+    let squatter = std::net::TcpListener::bind(node.rpc_addr()).expect("the closed port is free");
+    node.faults().set_refuse_connections(false);
+    assert!(node.faults().refuse_connections(), "the reopen failed, so connections are still refused");
+    drop(squatter);
+    node.faults().set_refuse_connections(false);
+    assert!(!node.faults().refuse_connections());
+    let client = fast_client(&node, Duration::from_secs(2));
+    assert!(client.block_info(&genesis_hash()).await.unwrap().is_some(), "listening again");
+}
+
+#[tokio::test]
 async fn slow_replies_exceed_a_client_timeout() {
     let node = start();
     node.faults().set_reply_delay(Duration::from_millis(800));
