@@ -196,6 +196,62 @@ async fn send_work_below_the_send_threshold() {
 }
 
 #[tokio::test]
+async fn change_work_below_the_send_threshold() {
+    let (node, _, alice) = with_alice(100).await;
+    let mut change = alice.block(100, [0; 32]);
+    change.representative = key(8).public_key();
+    change.sign(&alice.key);
+    // Enough for a receive, not for a change (which needs the send threshold).
+    change.work = work_between(&change.work_root(), work::DEV_EPOCH_2_RECEIVE, work::DEV_EPOCH_2);
+    refused(&node, &change, "Block work is insufficient").await;
+    change.work = work::generate(&change.work_root(), work::DEV_EPOCH_2, &AtomicBool::new(false)).unwrap();
+    assert_eq!(process(&node, &change).await["hash"], change.hash().to_string());
+}
+
+/// `link` of an epoch-v2 block.
+fn epoch_v2_link() -> [u8; 32] {
+    let mut link = [0u8; 32];
+    link[..14].copy_from_slice(b"epoch v2 block");
+    link
+}
+
+#[tokio::test]
+async fn epoch_block_with_an_unknown_previous_is_a_gap() {
+    let node = start();
+    let mut genesis = Wallet::genesis();
+    genesis.frontier = BlockHash::from_bytes([0x42; 32]);
+    // The account's balance kept, signed by the epoch signer (the genesis key): still a gap first.
+    refused(&node, &genesis.block(u128::MAX, epoch_v2_link()), "Gap previous block").await;
+}
+
+#[tokio::test]
+async fn epoch_block_on_an_old_block_is_a_fork() {
+    let node = start();
+    let mut genesis = Wallet::genesis();
+    let mut alice = Wallet::new(key(1));
+    let send = genesis.send(&alice.public(), 10);
+    publish(&node, &send, &mut genesis).await;
+    // On the genesis account: `previous` is the old genesis block.
+    let mut stale = Wallet::genesis();
+    let expect = json!({ "error": "Fork" });
+    // Keeping the previous block's balance makes it an epoch block: a fork.
+    assert_eq!(process(&node, &stale.block(u128::MAX, epoch_v2_link())).await, expect);
+    // Keeping the account's balance instead makes it an ordinary block, a fork too (not the
+    // position error of an epoch block).
+    stale.balance = genesis.balance;
+    assert_eq!(process(&node, &stale.block(genesis.balance, epoch_v2_link())).await, expect);
+
+    // On another account, signed by the epoch signer only: the previous block's balance decides.
+    publish(&node, &alice.receive(&send.hash(), 10), &mut alice).await;
+    let open = alice.frontier;
+    publish(&node, &alice.send(&key(2).public_key(), 4), &mut alice).await;
+    let mut epoch = StateBlock { previous: open, balance: Raw::new(10), ..alice.block(10, epoch_v2_link()) };
+    epoch.sign(&genesis.key);
+    epoch.work = work::generate(&epoch.work_root(), work::DEV_EPOCH_2, &AtomicBool::new(false)).unwrap();
+    refused(&node, &epoch, "Fork").await;
+}
+
+#[tokio::test]
 async fn receive_work_below_a_configured_receive_threshold() {
     // A receive threshold above the entry threshold makes a receive's own check reachable.
     let thresholds = WorkThresholds {
@@ -402,6 +458,9 @@ async fn unparseable_blocks() {
         ("previous", json!("XYZ")),
         ("signature", json!("00")),
         ("work", json!("not hex")),
+        // Hex digits only: `u64::from_str_radix` would take a sign.
+        ("work", json!("+1")),
+        ("work", json!(format!("+{}", &good["work"].as_str().unwrap()[1..]))),
     ] {
         let mut block = good.clone();
         block[field] = value;
@@ -592,6 +651,8 @@ async fn block_info_has_the_real_shape() {
 #[tokio::test]
 async fn never_confirm_then_block_confirm_restarts_the_election() {
     let node = start();
+    let delay = Duration::from_millis(100);
+    node.faults().set_confirmation_delay(delay);
     node.faults().set_never_confirm(true);
     let mut genesis = Wallet::genesis();
     let hash = publish(&node, &genesis.send(&key(1).public_key(), 1), &mut genesis).await;
@@ -600,13 +661,20 @@ async fn never_confirm_then_block_confirm_restarts_the_election() {
         rpc(&node, json!({ "action": "block_confirm", "hash": hash.to_string() })).await["started"],
         "1"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(3 * delay).await;
     assert_eq!(rpc(&node, query.clone()).await["confirmed"], "false");
 
+    // Neither the publication nor the block_confirm above left an election behind that would
+    // end once the fault is off: waiting well past the delay confirms nothing.
     node.faults().set_never_confirm(false);
+    tokio::time::sleep(3 * delay).await;
     assert_eq!(rpc(&node, query.clone()).await["confirmed"], "false", "nothing confirms by itself later");
     rpc(&node, json!({ "action": "block_confirm", "hash": hash.to_string() })).await;
-    assert_eq!(rpc(&node, query).await["confirmed"], "true");
+    wait_until("block_confirm's election ends", async || {
+        rpc(&node, query.clone()).await["confirmed"] == "true"
+    })
+    .await;
+    node.faults().set_confirmation_delay(Duration::ZERO);
 
     // Forcing works even while the fault is on.
     node.faults().set_never_confirm(true);
@@ -619,7 +687,7 @@ async fn never_confirm_then_block_confirm_restarts_the_election() {
 
 #[tokio::test]
 async fn blocks_info_fails_whole_or_lists_not_found() {
-    let (node, mut genesis, alice) = with_alice(10).await;
+    let (node, mut genesis, mut alice) = with_alice(10).await;
     let send = genesis.send(&alice.public(), 3);
     publish(&node, &send, &mut genesis).await;
     let known = send.hash().to_string().to_lowercase();
@@ -635,11 +703,27 @@ async fn blocks_info_fails_whole_or_lists_not_found() {
     assert_eq!(reply["blocks_not_found"], json!([unknown]));
     let entry = &reply["blocks"][&known];
     assert_eq!(entry["contents"], contents(&send), "keyed by the hash exactly as sent");
-    assert_eq!(entry["receivable"], "1");
+    assert_eq!((&entry["receivable"], &entry["pending"]), (&json!("1"), &json!("1")), "both keys");
     assert_eq!(entry["receive_hash"], ZEROS);
     assert_eq!(entry["source_account"], "0");
 
+    // Once received: the receiving block's hash, and nothing receivable any more.
     let open = alice.frontier.to_string();
+    let receive = alice.receive(&send.hash(), 3);
+    publish(&node, &receive, &mut alice).await;
+    let body = json!({
+        "action": "blocks_info", "hashes": [known], "pending": "true", "receive_hash": "true",
+    });
+    let entry = &rpc(&node, body).await["blocks"][&known];
+    assert_eq!(entry["receive_hash"], receive.hash().to_string());
+    // `pending` is the deprecated alias of `receivable`: it also adds both keys.
+    assert_eq!((&entry["receivable"], &entry["pending"]), (&json!("0"), &json!("0")), "{entry}");
+    // An explicit `receivable` wins over `pending`.
+    let body =
+        json!({ "action": "blocks_info", "hashes": [known], "pending": "true", "receivable": "false" });
+    let entry = &rpc(&node, body).await["blocks"][&known];
+    assert!(entry.get("receivable").is_none() && entry.get("pending").is_none(), "{entry}");
+
     let reply = rpc(
         &node,
         json!({ "action": "blocks_info", "hashes": [open], "source": "true", "include_not_found": true }),
@@ -698,21 +782,23 @@ async fn receivable_shapes() {
 #[tokio::test]
 async fn account_info_and_history() {
     let (node, mut genesis, mut alice) = with_alice(10 * XNO).await;
+    let open = alice.frontier;
+    // The open is confirmed; nothing after it is, so confirmed and current values differ.
+    node.faults().set_never_confirm(true);
     let send = alice.send(&key(2).public_key(), 4 * XNO);
     publish(&node, &send, &mut alice).await;
     let incoming = genesis.send(&alice.public(), XNO);
     publish(&node, &incoming, &mut genesis).await;
 
     let info = rpc(&node, json!({ "action": "account_info", "account": addr(&alice.public()) })).await;
-    let open = node.block(&alice.frontier).unwrap().previous;
     assert_eq!(info["frontier"], send.hash().to_string());
     assert_eq!(info["open_block"], open.to_string());
     assert_eq!(info["representative_block"], send.hash().to_string());
     assert_eq!(info["balance"], (6 * XNO).to_string());
     assert_eq!(info["block_count"], "2");
     assert_eq!(info["account_version"], "2");
-    assert_eq!(info["confirmation_height"], "2");
-    assert_eq!(info["confirmation_height_frontier"], send.hash().to_string());
+    assert_eq!(info["confirmation_height"], "1", "only the open is confirmed");
+    assert_eq!(info["confirmation_height_frontier"], open.to_string());
     assert!(info["modified_timestamp"].as_str().unwrap().parse::<u64>().unwrap() >= now_secs() - 5);
     assert!(info.as_object().unwrap().values().all(Value::is_string), "{info}");
     let flags = json!({
@@ -722,8 +808,12 @@ async fn account_info_and_history() {
     let info = rpc(&node, flags).await;
     assert_eq!(info["receivable"], XNO.to_string());
     assert_eq!(info["pending"], XNO.to_string());
+    assert_eq!(info["confirmed_receivable"], "0", "the incoming send is not confirmed");
     assert_eq!(info["weight"], (6 * XNO).to_string(), "alice represents herself");
-    assert_eq!(info["confirmed_balance"], (6 * XNO).to_string());
+    assert_eq!(info["balance"], (6 * XNO).to_string());
+    assert_eq!(info["confirmed_balance"], (10 * XNO).to_string(), "the balance before the send");
+    assert_eq!((info["block_count"].as_str(), info["confirmed_height"].as_str()), (Some("2"), Some("1")));
+    assert_eq!(info["confirmed_frontier"], open.to_string());
     let nobody =
         rpc(&node, json!({ "action": "account_info", "account": addr(&key(99).public_key()) })).await;
     assert_eq!(nobody, json!({ "error": "Account not found" }));
@@ -740,9 +830,10 @@ async fn account_info_and_history() {
         json!({
             "type": "send", "account": addr(&key(2).public_key()), "amount": (4 * XNO).to_string(),
             "local_timestamp": entries[0]["local_timestamp"], "height": "2",
-            "hash": send.hash().to_string(), "confirmed": "true",
+            "hash": send.hash().to_string(), "confirmed": "false",
         })
     );
+    assert_eq!(entries[1]["confirmed"], "true");
     assert_eq!(entries[1]["type"], "receive", "an open counts as a receive");
     assert_eq!(entries[1]["account"], GENESIS_ADDRESS);
     let page =
@@ -797,7 +888,8 @@ async fn work_generate_produces_valid_work() {
     assert!(value >= work::DEV_EPOCH_2);
     assert_eq!(reply["difficulty"], format!("{value:016x}"));
     assert_eq!(reply["hash"], root);
-    assert!(reply["multiplier"].as_str().unwrap().parse::<f64>().unwrap() >= 1.0);
+    // A dev node's multiplier is relative to its own base, the dev send threshold.
+    assert_eq!(reply["multiplier"], multiplier_text(value, work::DEV_EPOCH_2), "{reply}");
     let harder =
         rpc(&node, json!({ "action": "work_generate", "hash": root, "difficulty": "fff0000000000000" }))
             .await;
@@ -806,10 +898,50 @@ async fn work_generate_produces_valid_work() {
         rpc(&node, json!({ "action": "work_generate", "hash": root, "difficulty": "ffffffffffffffff" }))
             .await;
     assert_eq!(too_hard, json!({ "error": "Difficulty above config maximum or below publish threshold" }));
+    // Hex digits only: `+` (which `u64::from_str_radix` takes) is refused, not read as 0fff….
+    for bad in ["+fff000000000000", "0xfff0000000000000", "fff000000000000g", " fff000000000000"] {
+        let reply = rpc(&node, json!({ "action": "work_generate", "hash": root, "difficulty": bad })).await;
+        assert_eq!(reply, json!({ "error": "Bad difficulty" }), "{bad:?}");
+    }
 
     let locked = MockNode::start(MockNodeConfig { enable_control: false, ..Default::default() }).unwrap();
     let reply = rpc(&locked, json!({ "action": "work_generate", "hash": root })).await;
     assert_eq!(reply, json!({ "error": "RPC control is disabled" }));
+}
+
+/// The multiplier the node would write for `value`: (2^64 − base) / (2^64 − value) (reference
+/// §5.1), fixed point with 15 decimals.
+fn multiplier_text(value: u64, base: u64) -> String {
+    let gap = |x: u64| ((1u128 << 64) - u128::from(x)) as f64;
+    format!("{:.15}", gap(base) / gap(value))
+}
+
+#[test]
+fn multiplier_text_matches_the_reference_example() {
+    // Reference §6.6: work_generate's answer for value fffffff93c41ec94 on the live network.
+    assert_eq!(multiplier_text(0xffff_fff9_3c41_ec94, 0xffff_fff8_0000_0000), "1.182623871097636");
+}
+
+#[tokio::test]
+async fn work_generate_multiplier_is_relative_to_the_live_base_under_live_thresholds() {
+    // The live send threshold as the base, with low entry and receive thresholds so a
+    // difficulty far below the base (and quick to reach) is allowed.
+    let thresholds = WorkThresholds {
+        epoch_1: work::DEV_EPOCH_1,
+        epoch_2: work::LIVE_SEND,
+        epoch_2_receive: work::DEV_EPOCH_2_RECEIVE,
+    };
+    let node = MockNode::start(MockNodeConfig { work_thresholds: thresholds, ..Default::default() }).unwrap();
+    let root = "718CC2121C3E641059BC1C2CFC45666C99E8AE922F7A807B7D07B62C995D79E2";
+    let reply =
+        rpc(&node, json!({ "action": "work_generate", "hash": root, "difficulty": "ff00000000000000" }))
+            .await;
+    let nonce = u64::from_str_radix(reply["work"].as_str().unwrap(), 16).unwrap();
+    let value = work::value(nonce, &hex::decode(root).unwrap().try_into().unwrap());
+    assert!(value >= 0xff00_0000_0000_0000);
+    assert_eq!(reply["multiplier"], multiplier_text(value, 0xffff_fff8_0000_0000), "{reply}");
+    let multiplier = reply["multiplier"].as_str().unwrap();
+    assert_eq!(multiplier.split_once('.').unwrap().1.len(), 15, "{multiplier}");
 }
 
 #[tokio::test]
@@ -825,6 +957,27 @@ async fn fund_gives_a_balance_through_real_blocks() {
     assert_eq!(node.block(&again).unwrap().previous, open);
     assert!(node.is_confirmed(&again));
     assert_eq!(node.balance(&GENESIS_ADDRESS.parse().unwrap()), Raw::new(u128::MAX - 4 * XNO));
+}
+
+#[tokio::test]
+#[should_panic(expected = "MockNode::fund: the amount is zero")]
+async fn fund_refuses_a_zero_amount() {
+    start().fund(&key(31), Raw::ZERO).await;
+}
+
+#[tokio::test]
+async fn dropping_the_node_cancels_a_fund_work_search() {
+    // At the live send threshold a search takes about a minute.
+    let node =
+        MockNode::start(MockNodeConfig { work_thresholds: WorkThresholds::LIVE, ..Default::default() })
+            .unwrap();
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), node.fund(&key(32), Raw::new(1))).await;
+    assert!(gave_up.is_err(), "no live work in 200 ms");
+    // The search still runs on the node's blocking pool; shutdown waits up to 2 s for it
+    // unless the node's cancel flag stops it.
+    let started = Instant::now();
+    drop(node);
+    assert!(started.elapsed() < Duration::from_secs(1), "dropped in {:?}", started.elapsed());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -967,6 +1120,42 @@ async fn websocket_notification_shape_and_ping() {
 }
 
 #[tokio::test]
+async fn websocket_dependencies_cemented_during_their_own_election() {
+    let node = start();
+    // Elections that outlast the test: only forced confirmations happen.
+    node.faults().set_confirmation_delay(Duration::from_secs(60));
+    let mut socket = connect(&node).await;
+    subscribe(&mut socket, None).await;
+    let mut genesis = Wallet::genesis();
+    let running = genesis.send(&key(1).public_key(), 1);
+    publish(&node, &running, &mut genesis).await;
+    let top = genesis.send(&key(1).public_key(), 1);
+    publish(&node, &top, &mut genesis).await;
+    assert!(node.confirm(&top.hash()));
+    let first = expect_json(&mut socket).await;
+    assert_eq!(first["message"]["hash"], running.hash().to_string());
+    assert_eq!(
+        first["message"]["confirmation_type"], "active_confirmation_height",
+        "its election was running"
+    );
+    let second = expect_json(&mut socket).await;
+    assert_eq!(second["message"]["hash"], top.hash().to_string());
+    assert_eq!(second["message"]["confirmation_type"], "active_quorum");
+
+    // Without an election of its own (blocks never confirm, so none starts): inactive.
+    node.faults().set_never_confirm(true);
+    let quiet = genesis.send(&key(1).public_key(), 1);
+    publish(&node, &quiet, &mut genesis).await;
+    let top = genesis.send(&key(1).public_key(), 1);
+    publish(&node, &top, &mut genesis).await;
+    assert!(node.confirm(&top.hash()));
+    let first = expect_json(&mut socket).await;
+    assert_eq!(first["message"]["hash"], quiet.hash().to_string());
+    assert_eq!(first["message"]["confirmation_type"], "inactive");
+    assert_eq!(expect_json(&mut socket).await["message"]["confirmation_type"], "active_quorum");
+}
+
+#[tokio::test]
 async fn websocket_account_filter() {
     let node = start();
     let merchant = key(50);
@@ -1088,6 +1277,22 @@ async fn refused_connections_then_restored_on_the_same_port() {
     let mut socket = connect(&node).await;
     send_json(&mut socket, json!({ "action": "ping" })).await;
     assert_eq!(expect_json(&mut socket).await["ack"], "pong");
+}
+
+#[tokio::test]
+async fn refused_connections_a_failed_reopen_can_be_retried() {
+    let node = start();
+    node.faults().set_refuse_connections(true);
+    // Another socket takes the RPC port while it is closed: reopening fails (after its 5 s
+    // of retries), and the fault stays on.
+    let squatter = std::net::TcpListener::bind(node.rpc_addr()).expect("the closed port is free");
+    node.faults().set_refuse_connections(false);
+    assert!(node.faults().refuse_connections(), "the reopen failed, so connections are still refused");
+    drop(squatter);
+    node.faults().set_refuse_connections(false);
+    assert!(!node.faults().refuse_connections());
+    let client = fast_client(&node, Duration::from_secs(2));
+    assert!(client.block_info(&genesis_hash()).await.unwrap().is_some(), "listening again");
 }
 
 #[tokio::test]

@@ -38,6 +38,13 @@ impl WorkThresholds {
         epoch_2_receive: work::LIVE_RECEIVE,
     };
 
+    /// The base difficulty, the highest of the three (nano-node `threshold_base`): what
+    /// `work_generate` aims at by default and what its `multiplier` is relative to (the live
+    /// base is `fffffff800000000`, reference §5.1).
+    pub fn base(&self) -> u64 {
+        self.epoch_1.max(self.epoch_2).max(self.epoch_2_receive)
+    }
+
     /// The entry threshold: below this, `process` refuses a block before looking at the ledger.
     pub fn entry(&self) -> u64 {
         self.epoch_1.min(self.epoch_2).min(self.epoch_2_receive)

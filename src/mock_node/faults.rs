@@ -2,17 +2,21 @@
 //! networks do.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
 /// A request to the server supervisor to close (`false`) or reopen (`true`) the listeners; the
-/// supervisor answers on the channel once done.
+/// supervisor answers on the channel once done, `true` if the listeners are as asked.
 pub(crate) struct ListenerCommand {
     pub(crate) open: bool,
-    pub(crate) done: std::sync::mpsc::Sender<()>,
+    pub(crate) done: std::sync::mpsc::Sender<bool>,
 }
+
+/// How long [`Faults::set_refuse_connections`] waits for the supervisor: longer than a reopen
+/// may retry a taken port, so a slow reopen is not mistaken for a failed one.
+const LISTENER_WAIT: Duration = Duration::from_secs(10);
 
 /// Switches for the node's faults. Cheap to clone; every clone controls the same node.
 ///
@@ -30,6 +34,8 @@ struct State {
     duplicate_notifications: AtomicBool,
     http_500: AtomicBool,
     refuse_connections: AtomicBool,
+    /// Held while the listeners are switched, so the flag always says what was done last.
+    switching: Mutex<()>,
     reply_delay_us: AtomicU64,
     listeners: UnboundedSender<ListenerCommand>,
 }
@@ -62,6 +68,7 @@ impl Faults {
                 duplicate_notifications: AtomicBool::new(false),
                 http_500: AtomicBool::new(false),
                 refuse_connections: AtomicBool::new(false),
+                switching: Mutex::new(()),
                 reply_delay_us: AtomicU64::new(0),
                 listeners,
             }),
@@ -125,17 +132,26 @@ impl Faults {
 
     /// On: closes the RPC and WebSocket listeners and cuts every open connection, so new
     /// connections are refused. Off: listens again on the same ports. Returns once the
-    /// listeners are closed or reopened (or after 5 s if the node does not answer).
+    /// listeners are closed or reopened (or after 10 s if the node does not answer). Calls
+    /// from several threads take turns.
     ///
-    /// Reopening retries for up to 5 s if another process took a port meanwhile.
+    /// Reopening retries for up to 5 s if another process took a port meanwhile; if it still
+    /// fails, [`refuse_connections`](Self::refuse_connections) stays `true` and turning the
+    /// fault off again retries.
     pub fn set_refuse_connections(&self, on: bool) {
-        if self.inner.refuse_connections.swap(on, Ordering::SeqCst) == on {
+        // Without this, two callers could swap the flag in one order and have their commands
+        // carried out in the other, leaving the flag contradicting the listeners.
+        let _turn = self.inner.switching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.inner.refuse_connections.load(Ordering::SeqCst) == on {
             return;
         }
         let (done, wait) = std::sync::mpsc::channel();
-        if self.inner.listeners.send(ListenerCommand { open: !on, done }).is_ok() {
-            // Blocking is brief and cannot deadlock: the listeners live on the node's own thread.
-            let _ = wait.recv_timeout(Duration::from_secs(5));
+        if self.inner.listeners.send(ListenerCommand { open: !on, done }).is_err() {
+            return; // the node has stopped: nothing listens either way
+        }
+        // Blocking cannot deadlock: the listeners live on the node's own thread.
+        if wait.recv_timeout(LISTENER_WAIT) == Ok(true) {
+            self.inner.refuse_connections.store(on, Ordering::SeqCst);
         }
     }
 

@@ -32,6 +32,15 @@ pub(crate) fn work_hex(work: u64) -> String {
     format!("{work:016x}")
 }
 
+/// A 64-bit hex field (`work`, `difficulty`): 1 to 16 hex digits, either case, nothing else.
+/// `u64::from_str_radix` alone would also take a leading `+`.
+pub(crate) fn parse_hex_u64(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
+}
+
 /// A state block as `contents` (and, with `subtype`, as a WebSocket `block`).
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct StateJson {
@@ -172,10 +181,7 @@ pub(crate) fn parse_state_block(value: &Value) -> Option<StateBlock> {
         Ok(key) => *key.as_bytes(),
         Err(_) => *link.parse::<Address>().ok()?.public_key().as_bytes(),
     };
-    let work = field("work")?;
-    if work.is_empty() || work.len() > 16 {
-        return None;
-    }
+    let work = parse_hex_u64(&field("work")?)?;
     Some(StateBlock {
         account: *field("account")?.parse::<Address>().ok()?.public_key(),
         previous: field("previous")?.parse::<BlockHash>().ok()?,
@@ -183,7 +189,7 @@ pub(crate) fn parse_state_block(value: &Value) -> Option<StateBlock> {
         balance: field("balance")?.parse::<Raw>().ok()?,
         link,
         signature: Signature::from_hex(&field("signature")?).ok()?,
-        work: u64::from_str_radix(&work, 16).ok()?,
+        work,
     })
 }
 
@@ -199,6 +205,15 @@ mod tests {
         assert_eq!(serde_json::to_string(&Entries::<u8>(vec![])).unwrap(), r#""""#);
         let e = Entries(vec![("b".to_owned(), 1), ("a".to_owned(), 2)]);
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"b":1,"a":2}"#, "order is kept");
+    }
+
+    #[test]
+    fn hex_fields_take_hex_digits_only() {
+        assert_eq!(parse_hex_u64("ab"), Some(0xab));
+        assert_eq!(parse_hex_u64("FFC0000000000000"), Some(0xffc0_0000_0000_0000));
+        for bad in ["", "+ab", "-1", "0x1f", " 1", "1 ", "g", "12345678901234567", "+fff000000000000"] {
+            assert_eq!(parse_hex_u64(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -225,9 +240,15 @@ mod tests {
         loose["account"] = json!(text["account"].as_str().unwrap().replace("nano_", "xrb_"));
         loose["work"] = json!("ab");
         assert_eq!(parse_state_block(&loose), Some(block));
-        for (key, bad) in
-            [("type", "send"), ("balance", "-1"), ("work", "12345678901234567"), ("link", "xyz")]
-        {
+        for (key, bad) in [
+            ("type", "send"),
+            ("balance", "-1"),
+            ("work", "12345678901234567"),
+            ("work", "+ab"),
+            ("work", ""),
+            ("work", " ab"),
+            ("link", "xyz"),
+        ] {
             let mut broken = text.clone();
             broken[key] = json!(bad);
             assert_eq!(parse_state_block(&broken), None, "{key}");

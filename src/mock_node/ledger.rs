@@ -5,12 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use blake2::Blake2b512;
-use ed25519_dalek::hazmat::raw_verify;
-use ed25519_dalek::VerifyingKey;
-
 use super::config::WorkThresholds;
-use crate::nano::{work, BlockHash, PublicKey, Raw, Signature, StateBlock};
+use crate::nano::{verify_signature, work, BlockHash, PublicKey, Raw, Signature, StateBlock};
 
 /// The dev network's genesis private key (a public test key, reference §8).
 pub(crate) const GENESIS_PRIVATE_KEY: &str =
@@ -18,9 +14,8 @@ pub(crate) const GENESIS_PRIVATE_KEY: &str =
 /// The dev genesis account key.
 pub(crate) const GENESIS_PUBLIC_KEY: [u8; 32] =
     hex32("B0311EA55708D6A53C75CDBF88300259C6D018522FE3D4D0A242E431F9E8B6D0");
-/// The dev genesis block hash, also the network identifier.
-pub(crate) const GENESIS_HASH: [u8; 32] =
-    hex32("04270D7F11C4B2B472F2854C5A59F2A7E84226CE9ED799DE75744BD7D85FC9D9");
+/// The dev genesis block hash ([`super::GENESIS_HASH`]) as bytes.
+pub(crate) const GENESIS_HASH_BYTES: [u8; 32] = hex32(super::GENESIS_HASH);
 /// The dev genesis block's proof of work.
 pub(crate) const GENESIS_WORK: u64 = 0x7b42_a00e_e91d_5810;
 /// The dev genesis block's signature.
@@ -163,9 +158,9 @@ impl Entry {
         self.state().map_or(BlockHash::ZERO, |b| b.previous)
     }
 
-    /// The link of a state block; the genesis "receives" from itself.
-    pub(crate) fn link(&self) -> [u8; 32] {
-        self.state().map_or(GENESIS_PUBLIC_KEY, |b| b.link)
+    /// The link of a state block; `None` for the legacy genesis block, which has none.
+    pub(crate) fn link(&self) -> Option<[u8; 32]> {
+        self.state().map(|b| b.link)
     }
 
     /// The source send of a receive.
@@ -220,12 +215,9 @@ pub(crate) struct Receivable {
     pub(crate) source: PublicKey,
 }
 
-/// Verifies an ed25519-blake2b signature of `hash` by `key` (for signers other than the
-/// block's own account, which [`StateBlock::verify_signature`] covers).
-fn verify(key: &PublicKey, hash: &BlockHash, signature: &Signature) -> bool {
-    let Ok(vk) = VerifyingKey::from_bytes(key.as_bytes()) else { return false };
-    let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-    raw_verify::<Blake2b512>(&vk, hash.as_bytes(), &signature).is_ok()
+/// Whether the epoch signer (the genesis key on the dev network) signed `block`.
+fn signed_by_epoch_signer(block: &StateBlock, hash: &BlockHash) -> bool {
+    verify_signature(&PublicKey::from_bytes(GENESIS_PUBLIC_KEY), hash, &block.signature)
 }
 
 /// True for the `epoch v1 block` / `epoch v2 block` links.
@@ -246,15 +238,14 @@ pub(crate) struct Ledger {
     receivable: BTreeMap<(PublicKey, BlockHash), Receivable>,
     /// Receiving block of each received send.
     received_by: HashMap<BlockHash, BlockHash>,
-    thresholds: WorkThresholds,
     cemented: u64,
 }
 
 impl Ledger {
     /// A ledger holding only the confirmed dev genesis, owning the whole supply.
-    pub(crate) fn new(thresholds: WorkThresholds) -> Ledger {
+    pub(crate) fn new() -> Ledger {
         let genesis_key = PublicKey::from_bytes(GENESIS_PUBLIC_KEY);
-        let genesis = BlockHash::from_bytes(GENESIS_HASH);
+        let genesis = BlockHash::from_bytes(GENESIS_HASH_BYTES);
         let entry = Entry {
             block: None,
             account: genesis_key,
@@ -277,14 +268,8 @@ impl Ledger {
             accounts: HashMap::from([(genesis_key, account)]),
             receivable: BTreeMap::new(),
             received_by: HashMap::new(),
-            thresholds,
             cemented: 1,
         }
-    }
-
-    /// The work thresholds in force.
-    pub(crate) fn thresholds(&self) -> WorkThresholds {
-        self.thresholds
     }
 
     /// A block and its sideband.
@@ -374,31 +359,40 @@ impl Ledger {
         }
     }
 
-    /// The RPC's entry check: work below the lowest threshold is refused outright.
-    pub(crate) fn check_entry_work(&self, block: &StateBlock) -> Result<(), ProcessError> {
-        if work::value(block.work, &block.work_root()) < self.thresholds.entry() {
-            return Err(ProcessError::WorkLow);
-        }
-        Ok(())
-    }
-
-    /// Validates `block` and, if it passes, appends it (unconfirmed) with `local_timestamp` `now`.
-    pub(crate) fn process(&mut self, block: &StateBlock, now: u64) -> Result<BlockHash, ProcessError> {
+    /// Validates `block` against `thresholds` and, if it passes, appends it (unconfirmed) with
+    /// `local_timestamp` `now`.
+    pub(crate) fn process(
+        &mut self,
+        block: &StateBlock,
+        thresholds: &WorkThresholds,
+        now: u64,
+    ) -> Result<BlockHash, ProcessError> {
         let hash = block.hash();
         if self.blocks.contains_key(&hash) {
             return Err(ProcessError::Old);
         }
+        if is_epoch_link(&block.link) {
+            // nano-node `ledger_processor::state_block`: a gap comes first, and the block is an
+            // epoch block only if it keeps the *previous block's* balance (else it is an
+            // ordinary block that happens to link the epoch account).
+            let previous_balance = if block.previous.is_zero() {
+                Some(Raw::ZERO)
+            } else {
+                self.blocks.get(&block.previous).map(|e| e.balance)
+            };
+            match previous_balance {
+                // Signed by neither the account nor the epoch signer: the node answers that
+                // rather than the gap.
+                None if !block.verify_signature() && !signed_by_epoch_signer(block, &hash) => {
+                    return Err(ProcessError::BadSignature);
+                }
+                None => return Err(ProcessError::GapPrevious),
+                Some(balance) if balance == block.balance => return Err(self.epoch_block_error(block, &hash)),
+                Some(_) => {}
+            }
+        }
         let info = self.accounts.get(&block.account);
         let balance_before = info.map_or(Raw::ZERO, |a| a.balance);
-        if block.balance == balance_before && is_epoch_link(&block.link) {
-            // An epoch block, signed by the epoch signer (the genesis key). Every account here
-            // already counts as epoch 2, so no upgrade can follow.
-            let signer = PublicKey::from_bytes(GENESIS_PUBLIC_KEY);
-            if !verify(&signer, &hash, &block.signature) {
-                return Err(ProcessError::BadSignature);
-            }
-            return Err(ProcessError::BlockPosition);
-        }
         if !block.verify_signature() {
             return Err(ProcessError::BadSignature);
         }
@@ -445,7 +439,7 @@ impl Ledger {
             // No link: only the representative may change.
             return Err(ProcessError::BalanceMismatch);
         }
-        if work::value(block.work, &block.work_root()) < self.thresholds.for_block(is_receive) {
+        if work::value(block.work, &block.work_root()) < thresholds.for_block(is_receive) {
             return Err(ProcessError::InsufficientWork);
         }
 
@@ -496,36 +490,63 @@ impl Ledger {
         Ok(hash)
     }
 
+    /// Why an epoch block (one keeping its previous block's balance, `previous` known) is
+    /// refused, in nano-node's order (`ledger_processor::epoch_block_impl`). Every account here
+    /// already counts as epoch 2, so one that passes the other checks cannot follow either.
+    fn epoch_block_error(&self, block: &StateBlock, hash: &BlockHash) -> ProcessError {
+        if !signed_by_epoch_signer(block, hash) {
+            return ProcessError::BadSignature;
+        }
+        if block.account.as_bytes() == &[0; 32] {
+            return ProcessError::OpenedBurnAccount;
+        }
+        match self.accounts.get(&block.account) {
+            Some(info) if block.previous.is_zero() || block.previous != info.frontier() => ProcessError::Fork,
+            None if !block.previous.is_zero() => ProcessError::GapPrevious,
+            _ => ProcessError::BlockPosition,
+        }
+    }
+
     /// Cements `hash` with everything it depends on (earlier blocks of its chain, the sources
     /// of receives among them). Returns the newly cemented hashes, dependencies first; empty
     /// if the block is unknown or already confirmed.
     pub(crate) fn confirm(&mut self, hash: &BlockHash) -> Vec<BlockHash> {
         let mut cemented = Vec::new();
-        self.cement(*hash, &mut cemented);
-        self.cemented += cemented.len() as u64;
-        cemented
-    }
-
-    fn cement(&mut self, hash: BlockHash, out: &mut Vec<BlockHash>) {
-        let Some(entry) = self.blocks.get(&hash) else { return };
-        let (account, target) = (entry.account, entry.height);
-        loop {
+        let Some(entry) = self.blocks.get(hash) else { return cemented };
+        // An explicit stack of (account, height to cement up to): a chain of receives can be
+        // as long as the ledger, too deep for recursion.
+        let mut work = vec![(entry.account, entry.height)];
+        while let Some(&(account, target)) = work.last() {
             let info = &self.accounts[&account];
             let next = info.confirmation_height + 1;
             if next > target {
-                return;
+                work.pop();
+                continue;
             }
             let next_hash = info.chain[next as usize - 1];
             // Sends come before the receives that take them: the source is cemented first.
-            if let Some(source) = self.blocks[&next_hash].source() {
-                self.cement(source, out);
+            let source = self.blocks[&next_hash].source().and_then(|s| self.blocks.get(&s));
+            if let Some(source) = source.filter(|s| s.height > self.accounts[&s.account].confirmation_height)
+            {
+                work.push((source.account, source.height));
+                continue;
             }
             if let Some(info) = self.accounts.get_mut(&account) {
-                info.confirmation_height = info.confirmation_height.max(next);
+                info.confirmation_height = next;
             }
-            out.push(next_hash);
+            cemented.push(next_hash);
         }
+        self.cemented += cemented.len() as u64;
+        cemented
     }
+}
+
+/// The RPC's entry check: work below the lowest threshold is refused outright.
+pub(crate) fn check_entry_work(block: &StateBlock, thresholds: &WorkThresholds) -> Result<(), ProcessError> {
+    if work::value(block.work, &block.work_root()) < thresholds.entry() {
+        return Err(ProcessError::WorkLow);
+    }
+    Ok(())
 }
 
 /// The genesis signature as a [`Signature`].
@@ -542,6 +563,8 @@ mod tests {
 
     use super::*;
     use crate::nano::PrivateKey;
+
+    const DEV: &WorkThresholds = &WorkThresholds::DEV;
 
     fn genesis_key() -> PrivateKey {
         PrivateKey::from_hex(GENESIS_PRIVATE_KEY).unwrap()
@@ -579,36 +602,36 @@ mod tests {
             .chain_update(GENESIS_PUBLIC_KEY)
             .finalize()
             .into();
-        assert_eq!(digest, GENESIS_HASH);
+        assert_eq!(digest, GENESIS_HASH_BYTES);
         let key = genesis_key();
         assert_eq!(key.public_key().as_bytes(), &GENESIS_PUBLIC_KEY);
         // Signing is deterministic: the genesis key reproduces the published signature.
-        assert_eq!(key.sign(&BlockHash::from_bytes(GENESIS_HASH)), genesis_signature());
+        assert_eq!(key.sign(&BlockHash::from_bytes(GENESIS_HASH_BYTES)), genesis_signature());
         assert!(work::value(GENESIS_WORK, &GENESIS_PUBLIC_KEY) >= WorkThresholds::DEV.epoch_1);
-        let ledger = Ledger::new(WorkThresholds::DEV);
-        assert!(ledger.is_confirmed(&BlockHash::from_bytes(GENESIS_HASH)));
+        let ledger = Ledger::new();
+        assert!(ledger.is_confirmed(&BlockHash::from_bytes(GENESIS_HASH_BYTES)));
         assert_eq!(ledger.balance(&key.public_key()), Raw::new(u128::MAX));
     }
 
     #[test]
     fn send_open_receive_change_then_confirm_cements_dependencies() {
-        let mut ledger = Ledger::new(WorkThresholds::DEV);
+        let mut ledger = Ledger::new();
         let genesis = genesis_key();
         let alice = PrivateKey::from_bytes([1; 32]);
-        let g0 = BlockHash::from_bytes(GENESIS_HASH);
+        let g0 = BlockHash::from_bytes(GENESIS_HASH_BYTES);
         let send1 = block(&genesis, g0, u128::MAX - 100, *alice.public_key().as_bytes(), false);
-        let send1_hash = ledger.process(&send1, 10).unwrap();
+        let send1_hash = ledger.process(&send1, DEV, 10).unwrap();
         let send2 = block(&genesis, send1_hash, u128::MAX - 150, *alice.public_key().as_bytes(), false);
-        let send2_hash = ledger.process(&send2, 11).unwrap();
+        let send2_hash = ledger.process(&send2, DEV, 11).unwrap();
         assert_eq!(ledger.receivable_for(&alice.public_key()).count(), 2);
         assert_eq!(ledger.get(&g0).unwrap().successor, send1_hash);
 
         let open = block(&alice, BlockHash::ZERO, 100, *send1_hash.as_bytes(), true);
-        let open_hash = ledger.process(&open, 12).unwrap();
+        let open_hash = ledger.process(&open, DEV, 12).unwrap();
         let receive = block(&alice, open_hash, 150, *send2_hash.as_bytes(), true);
-        let receive_hash = ledger.process(&receive, 13).unwrap();
+        let receive_hash = ledger.process(&receive, DEV, 13).unwrap();
         let change = block(&alice, receive_hash, 150, [0; 32], false);
-        let change_hash = ledger.process(&change, 14).unwrap();
+        let change_hash = ledger.process(&change, DEV, 14).unwrap();
         assert_eq!(ledger.balance(&alice.public_key()), Raw::new(150));
         assert_eq!(ledger.receivable_for(&alice.public_key()).count(), 0);
         assert_eq!(ledger.received_by(&send2_hash), Some(receive_hash));
@@ -626,11 +649,85 @@ mod tests {
         assert_eq!(ledger.account(&alice.public_key()).unwrap().confirmation_frontier(), receive_hash);
     }
 
+    /// Appends a made-up block (`confirm` looks at neither signature nor work) to `account`'s
+    /// chain, opening the account if needed; block `n` gets a hash made from `n`.
+    fn append(
+        ledger: &mut Ledger,
+        account: PublicKey,
+        subtype: Subtype,
+        link: [u8; 32],
+        n: u64,
+    ) -> BlockHash {
+        let mut id = [1u8; 32];
+        id[..8].copy_from_slice(&n.to_le_bytes());
+        let hash = BlockHash::from_bytes(id);
+        let info = ledger.accounts.entry(account).or_insert_with(|| Account {
+            chain: Vec::new(),
+            balance: Raw::ZERO,
+            representative: account,
+            modified: 0,
+            confirmation_height: 0,
+        });
+        let previous = info.chain.last().copied().unwrap_or(BlockHash::ZERO);
+        info.chain.push(hash);
+        let height = info.block_count();
+        let block = StateBlock {
+            account,
+            previous,
+            representative: account,
+            balance: Raw::ZERO,
+            link,
+            signature: Signature::default(),
+            work: 0,
+        };
+        let entry = Entry {
+            block: Some(block),
+            account,
+            height,
+            balance: Raw::ZERO,
+            amount: Raw::ZERO,
+            subtype: Some(subtype),
+            local_timestamp: 0,
+            successor: BlockHash::ZERO,
+        };
+        ledger.blocks.insert(hash, entry);
+        hash
+    }
+
+    #[test]
+    fn confirming_a_long_chain_of_receives_needs_no_deep_stack() {
+        const ACCOUNTS: u64 = 20_000;
+        // Account i opens from account i-1's send and sends to account i+1: confirming the
+        // last open cements every account before it, each one a level deeper.
+        let run = || {
+            let mut ledger = Ledger::new();
+            let account = |i: u64| {
+                let mut key = [2u8; 32];
+                key[..8].copy_from_slice(&i.to_le_bytes());
+                PublicKey::from_bytes(key)
+            };
+            let genesis = PublicKey::from_bytes(GENESIS_PUBLIC_KEY);
+            let first = append(&mut ledger, genesis, Subtype::Send, *account(1).as_bytes(), 0);
+            let mut send = first;
+            let mut open = first;
+            for i in 1..=ACCOUNTS {
+                open = append(&mut ledger, account(i), Subtype::Receive, *send.as_bytes(), 2 * i - 1);
+                send = append(&mut ledger, account(i), Subtype::Send, *account(i + 1).as_bytes(), 2 * i);
+            }
+            let cemented = ledger.confirm(&open);
+            assert_eq!(cemented.len() as u64, 2 * ACCOUNTS);
+            assert_eq!((cemented[0], *cemented.last().unwrap()), (first, open), "dependencies first");
+            assert!(!ledger.is_confirmed(&send), "the last send does not feed the open");
+        };
+        // A small stack: recursing once per account would overflow it.
+        std::thread::Builder::new().stack_size(256 * 1024).spawn(run).unwrap().join().unwrap();
+    }
+
     #[test]
     fn subtype_hints_compare_with_the_account_balance() {
-        let ledger = Ledger::new(WorkThresholds::DEV);
+        let ledger = Ledger::new();
         let genesis = genesis_key();
-        let g0 = BlockHash::from_bytes(GENESIS_HASH);
+        let g0 = BlockHash::from_bytes(GENESIS_HASH_BYTES);
         let send = block(&genesis, g0, 5, [1; 32], false);
         assert_eq!(ledger.check_subtype_hint(&send, "send"), Ok(()));
         assert_eq!(ledger.check_subtype_hint(&send, "receive"), Err(ProcessError::InvalidSubtypeBalance));
@@ -646,16 +743,52 @@ mod tests {
     }
 
     #[test]
+    fn epoch_blocks_check_gap_then_previous_balance_then_fork() {
+        let mut ledger = Ledger::new();
+        let genesis = genesis_key();
+        let g0 = BlockHash::from_bytes(GENESIS_HASH_BYTES);
+        let mut link = [0u8; 32];
+        link[..14].copy_from_slice(b"epoch v2 block");
+        // A gap is reported before anything else, even with the account's balance kept.
+        let gap = block(&genesis, BlockHash::from_bytes([0x42; 32]), u128::MAX, link, false);
+        assert_eq!(ledger.process(&gap, DEV, 1), Err(ProcessError::GapPrevious));
+        let alice = PrivateKey::from_bytes([1; 32]);
+        let send = block(&genesis, g0, u128::MAX - 10, *alice.public_key().as_bytes(), false);
+        ledger.process(&send, DEV, 2).unwrap();
+        let open = block(&alice, BlockHash::ZERO, 10, *send.hash().as_bytes(), true);
+        ledger.process(&open, DEV, 3).unwrap();
+        let spend = block(&alice, open.hash(), 4, [9; 32], false);
+        ledger.process(&spend, DEV, 4).unwrap();
+        // Keeping the *previous block's* balance (10, not the account's 4) makes an epoch block,
+        // signed by the epoch signer, and on a block that is not the head: a fork.
+        let mut stale = block(&alice, open.hash(), 10, link, false);
+        stale.sign(&genesis);
+        assert_eq!(ledger.process(&stale, DEV, 5), Err(ProcessError::Fork));
+        // With the account's balance instead it is an ordinary block, which genesis cannot sign.
+        let mut ordinary = block(&alice, open.hash(), 4, link, false);
+        ordinary.sign(&genesis);
+        assert_eq!(ledger.process(&ordinary, DEV, 6), Err(ProcessError::BadSignature));
+        // A gap signed by neither the account nor the epoch signer is a bad signature.
+        let mut unsigned = block(&alice, BlockHash::from_bytes([0x42; 32]), 4, link, false);
+        unsigned.signature = Signature::default();
+        assert_eq!(ledger.process(&unsigned, DEV, 7), Err(ProcessError::BadSignature));
+        // At the head: the position error.
+        let mut head = block(&alice, spend.hash(), 4, link, false);
+        head.sign(&genesis);
+        assert_eq!(ledger.process(&head, DEV, 8), Err(ProcessError::BlockPosition));
+    }
+
+    #[test]
     fn epoch_blocks_cannot_follow() {
-        let mut ledger = Ledger::new(WorkThresholds::DEV);
+        let mut ledger = Ledger::new();
         let genesis = genesis_key();
         let mut link = [0u8; 32];
         link[..14].copy_from_slice(b"epoch v2 block");
-        let epoch = block(&genesis, BlockHash::from_bytes(GENESIS_HASH), u128::MAX, link, false);
-        assert_eq!(ledger.process(&epoch, 1), Err(ProcessError::BlockPosition));
+        let epoch = block(&genesis, BlockHash::from_bytes(GENESIS_HASH_BYTES), u128::MAX, link, false);
+        assert_eq!(ledger.process(&epoch, DEV, 1), Err(ProcessError::BlockPosition));
         let alice = PrivateKey::from_bytes([1; 32]);
         let mut forged = block(&alice, BlockHash::ZERO, 0, link, false);
         forged.sign(&alice); // not the epoch signer
-        assert_eq!(ledger.process(&forged, 1), Err(ProcessError::BadSignature));
+        assert_eq!(ledger.process(&forged, DEV, 1), Err(ProcessError::BadSignature));
     }
 }

@@ -28,14 +28,16 @@
 //!   collections, `contents` as a string without `json_block`, zero `successor` at the head,
 //!   `open` reported as `receive`, `receivable` listing confirmed sends only by default.
 //! - Confirmation cements dependencies too (earlier blocks, sources of receives), notified as
-//!   `inactive`; `block_confirm` on a confirmed block re-sends it as
-//!   `active_confirmation_height`; the WebSocket account filter is the node's rule.
+//!   `inactive`, or as `active_confirmation_height` while their own election is still running;
+//!   `block_confirm` on a confirmed block re-sends it as `active_confirmation_height`; the
+//!   WebSocket account filter is the node's rule.
 //!
 //! # Not faithful
 //! - One node, no network, no votes or peers: `telemetry` describes the node itself (a lone
 //!   real node has no peers to report). Every account counts as epoch 2 (`account_version`
-//!   `"2"`, even the genesis account); epoch blocks are refused with "This block cannot follow
-//!   the previous block".
+//!   `"2"`, even the genesis account); epoch blocks get the node's gap, signature, burn-account
+//!   and fork checks, then are refused with "This block cannot follow the previous block" (the
+//!   node's representative check and its epoch-open rules for unopened accounts are skipped).
 //! - New legacy blocks are refused as `"Block is invalid"` (a real dev node may accept a legacy
 //!   block on the un-upgraded genesis account). Hence `"Negative spend"`, which only a legacy
 //!   send can cause, never occurs: an overspending state block reads as a receive.
@@ -53,7 +55,7 @@ mod server;
 mod ws;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -125,7 +127,8 @@ impl MockNode {
                 commands,
                 shutdown_rx,
             ));
-            // Open sessions and timers are dropped here; work searches see their cancel flag.
+            // Open sessions, timers and RPC handlers are dropped here (a dropped `work_generate`
+            // handler cancels its search); `fund`'s search stops on `Node::cancel`, set by Drop.
             runtime.shutdown_timeout(std::time::Duration::from_secs(2));
         })?;
         Ok(MockNode {
@@ -200,7 +203,7 @@ impl MockNode {
     /// Publishes a block through the same checks as RPC `process` (subtype hint aside).
     /// `Err` carries the node's error text.
     pub fn process(&self, block: &StateBlock) -> Result<BlockHash, &'static str> {
-        self.node.ledger().check_entry_work(block).map_err(ledger::ProcessError::text)?;
+        self.node.check_entry_work(block).map_err(ledger::ProcessError::text)?;
         self.node.publish(block).map_err(ledger::ProcessError::text)
     }
 
@@ -210,9 +213,11 @@ impl MockNode {
     /// blocks confirm like any others (at once by default).
     ///
     /// # Panics
-    /// If the ledger refuses either block (the genesis cannot cover `amount`, or another
-    /// publisher raced `to`'s chain), or the node has stopped.
+    /// If `amount` is zero (a send that moves nothing is no send: the node would read it as a
+    /// receive of nothing), if the ledger refuses either block (the genesis cannot cover
+    /// `amount`, or another publisher raced `to`'s chain), or if the node has stopped.
     pub async fn fund(&self, to: &PrivateKey, amount: Raw) -> BlockHash {
+        assert!(amount != Raw::ZERO, "MockNode::fund: the amount is zero, and a send must move funds");
         let node = self.node.clone();
         let funding = self.funding.clone();
         let to = to.clone();
@@ -222,7 +227,7 @@ impl MockNode {
         });
         match task.await {
             Ok(Ok(hash)) => hash,
-            Ok(Err(e)) => panic!("MockNode::fund: the ledger refused a block: {e}"),
+            Ok(Err(e)) => panic!("MockNode::fund: {e}"),
             Err(e) => panic!("MockNode::fund: the node stopped: {e}"),
         }
     }
@@ -232,7 +237,8 @@ fn genesis_private_key() -> PrivateKey {
     PrivateKey::from_hex(GENESIS_PRIVATE_KEY).expect("constant is 64 hex digits")
 }
 
-/// Builds, signs, works and publishes one block of `key`'s chain after `previous`.
+/// Builds, signs, works and publishes one block of `key`'s chain after `previous`. `Err`
+/// says why, for `fund`'s panic message.
 fn publish_next(
     node: &Arc<Node>,
     key: &PrivateKey,
@@ -240,7 +246,7 @@ fn publish_next(
     balance: Raw,
     link: [u8; 32],
     is_receive: bool,
-) -> Result<BlockHash, &'static str> {
+) -> Result<BlockHash, String> {
     let mut block = StateBlock {
         account: key.public_key(),
         previous,
@@ -255,11 +261,13 @@ fn publish_next(
     };
     block.sign(key);
     let threshold = node.config.work_thresholds.for_block(is_receive);
-    block.work = work::generate(&block.work_root(), threshold, &AtomicBool::new(false)).ok_or("Cancelled")?;
-    node.publish(&block).map_err(ledger::ProcessError::text)
+    // At live thresholds a search can take a minute: the node's cancel flag ends it at shutdown.
+    block.work = work::generate(&block.work_root(), threshold, &node.cancel)
+        .ok_or("the node stopped during the work search")?;
+    node.publish(&block).map_err(|e| format!("the ledger refused a block: {e}"))
 }
 
-fn fund_blocking(node: &Arc<Node>, to: &PrivateKey, amount: Raw) -> Result<BlockHash, &'static str> {
+fn fund_blocking(node: &Arc<Node>, to: &PrivateKey, amount: Raw) -> Result<BlockHash, String> {
     let genesis = genesis_private_key();
     let frontier = |key: &PrivateKey| {
         let ledger = node.ledger();
@@ -275,6 +283,9 @@ fn fund_blocking(node: &Arc<Node>, to: &PrivateKey, amount: Raw) -> Result<Block
 
 impl Drop for MockNode {
     fn drop(&mut self) {
+        // Before the shutdown, so a `fund` search still running (its caller gave up) ends now
+        // rather than holding the runtime's shutdown for its whole timeout.
+        self.node.cancel.store(true, Ordering::Relaxed);
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

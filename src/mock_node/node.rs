@@ -1,7 +1,8 @@
 //! [`Node`]: the state the RPC and WebSocket servers share (ledger, faults, confirmation
 //! events), and the publish and confirm paths every block goes through.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
@@ -11,7 +12,7 @@ use tokio::sync::broadcast;
 use super::config::MockNodeConfig;
 use super::faults::Faults;
 use super::json::{self, StateJson};
-use super::ledger::{Ledger, ProcessError};
+use super::ledger::{self, Ledger, ProcessError};
 use crate::nano::{BlockHash, PublicKey, StateBlock};
 
 /// How a confirmation came about, as the WebSocket `confirmation_type` says.
@@ -19,9 +20,10 @@ use crate::nano::{BlockHash, PublicKey, StateBlock};
 pub(crate) enum ConfirmationType {
     /// The block's own election reached quorum.
     ActiveQuorum,
-    /// An already cemented block re-announced by `block_confirm`.
+    /// An already cemented block re-announced by `block_confirm`, or a block cemented as a
+    /// dependency while its own election was still running.
     ActiveConfirmationHeight,
-    /// Cemented as a dependency of another block's election.
+    /// Cemented as a dependency of another block's election, without an election of its own.
     Inactive,
 }
 
@@ -52,6 +54,10 @@ pub(crate) struct Confirmation {
 /// The shared node state.
 pub(crate) struct Node {
     ledger: Mutex<Ledger>,
+    /// Blocks whose election is running (waiting out the confirmation delay).
+    elections: Mutex<HashSet<BlockHash>>,
+    /// Set when the node stops: long work searches (`MockNode::fund`) give up.
+    pub(crate) cancel: AtomicBool,
     pub(crate) faults: Faults,
     pub(crate) config: MockNodeConfig,
     confirmations: broadcast::Sender<Arc<Confirmation>>,
@@ -67,7 +73,9 @@ impl Node {
         // Slow WebSocket readers lose notifications past this backlog, as with a real node.
         let (confirmations, _) = broadcast::channel(4096);
         Node {
-            ledger: Mutex::new(Ledger::new(config.work_thresholds)),
+            ledger: Mutex::new(Ledger::new()),
+            elections: Mutex::default(),
+            cancel: AtomicBool::new(false),
             faults,
             config,
             confirmations,
@@ -83,6 +91,17 @@ impl Node {
         self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The running elections. Lock order: the ledger first, if both are held.
+    fn elections(&self) -> MutexGuard<'_, HashSet<BlockHash>> {
+        // A set insert or remove cannot leave it half-done, so a poisoned lock is still sound.
+        self.elections.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The RPC's entry check: work below the lowest threshold is refused outright.
+    pub(crate) fn check_entry_work(&self, block: &StateBlock) -> Result<(), ProcessError> {
+        ledger::check_entry_work(block, &self.config.work_thresholds)
+    }
+
     /// A receiver of confirmation notifications.
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Confirmation>> {
         self.confirmations.subscribe()
@@ -90,7 +109,7 @@ impl Node {
 
     /// Runs the ledger checks on `block`, stores it and starts its election.
     pub(crate) fn publish(self: &Arc<Self>, block: &StateBlock) -> Result<BlockHash, ProcessError> {
-        let hash = self.ledger().process(block, json::now_secs())?;
+        let hash = self.ledger().process(block, &self.config.work_thresholds, json::now_secs())?;
         self.start_election(hash);
         Ok(hash)
     }
@@ -105,11 +124,14 @@ impl Node {
             self.confirm(&hash, false);
             return;
         }
+        self.elections().insert(hash);
         let node = Arc::downgrade(self);
         self.runtime.spawn(async move {
             tokio::time::sleep(delay).await;
             if let Some(node) = Weak::upgrade(&node) {
                 node.confirm(&hash, false);
+                // Also when blocks never confirm: the election is over either way.
+                node.elections().remove(&hash);
             }
         });
     }
@@ -126,11 +148,20 @@ impl Node {
                 return false;
             }
             let cemented = ledger.confirm(hash);
+            let mut elections = self.elections();
             cemented
                 .iter()
                 .filter_map(|h| {
-                    let kind =
-                        if h == hash { ConfirmationType::ActiveQuorum } else { ConfirmationType::Inactive };
+                    // A dependency whose own election is still running is reported the way the
+                    // node reports a block cemented by height while active.
+                    let kind = if h == hash {
+                        ConfirmationType::ActiveQuorum
+                    } else if elections.contains(h) {
+                        ConfirmationType::ActiveConfirmationHeight
+                    } else {
+                        ConfirmationType::Inactive
+                    };
+                    elections.remove(h);
                     confirmation(&ledger, h, kind)
                 })
                 .collect::<Vec<_>>()

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::json::{self, address, scalar, ContentsJson, Entries, List};
-use super::ledger::{Entry, Ledger, ProcessError, Subtype, GENESIS_HASH};
+use super::ledger::{Entry, Ledger, ProcessError, Subtype, GENESIS_PUBLIC_KEY};
 use super::node::Node;
 use crate::nano::{work, Address, BlockHash, PublicKey, Raw};
 
@@ -165,7 +165,7 @@ fn process(node: &Arc<Node>, req: &Request<'_>) -> Reply {
         if let Some(hint) = req.opt_text("subtype") {
             ledger.check_subtype_hint(&block, &hint).map_err(ProcessError::text)?;
         }
-        ledger.check_entry_work(&block).map_err(ProcessError::text)?;
+        node.check_entry_work(&block).map_err(ProcessError::text)?;
     }
     let outcome = node.publish(&block);
     if is_async {
@@ -200,6 +200,7 @@ struct BlockInfoJson {
     subtype: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     linked_account: Option<String>,
+    /// Written together with `receivable`, from the one option, as the node does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -215,7 +216,7 @@ struct BlockInfoJson {
 struct InfoOptions {
     json_block: bool,
     linked_account: bool,
-    pending: bool,
+    /// `receivable` (alias `pending`): adds both fields.
     receivable: bool,
     receive_hash: bool,
     source: bool,
@@ -230,7 +231,7 @@ fn block_info_json(ledger: &Ledger, hash: &BlockHash, entry: &Entry, o: &InfoOpt
     let contents = ContentsJson::new(entry);
     let is_send = entry.subtype == Some(Subtype::Send);
     let linked = match entry.subtype {
-        Some(Subtype::Send) => Some(address(&PublicKey::from_bytes(entry.link()))),
+        Some(Subtype::Send) => entry.link().map(|link| address(&PublicKey::from_bytes(link))),
         Some(Subtype::Receive) => source_account(ledger, entry).map(|a| address(&a)),
         _ => None,
     };
@@ -246,7 +247,7 @@ fn block_info_json(ledger: &Ledger, hash: &BlockHash, entry: &Entry, o: &InfoOpt
         contents: if o.json_block { Contents::Object(contents) } else { Contents::Text(contents.to_text()) },
         subtype: entry.subtype.map(Subtype::as_str),
         linked_account: o.linked_account.then(|| linked.unwrap_or_else(|| "0".to_owned())),
-        pending: o.pending.then_some(unreceived),
+        pending: o.receivable.then_some(unreceived),
         receivable: o.receivable.then_some(unreceived),
         receive_hash: o.receive_hash.then(|| {
             let received = if is_send { ledger.received_by(hash) } else { None };
@@ -287,8 +288,8 @@ fn blocks_info(node: &Node, req: &Request<'_>) -> Reply {
     let options = InfoOptions {
         json_block: req.flag("json_block")?,
         linked_account: req.flag("include_linked_account")?,
-        pending: req.flag("pending")?,
-        receivable: req.flag("receivable")?,
+        // nano-node: `get<bool>("receivable", get<bool>("pending", false))`.
+        receivable: req.flag_or("receivable", req.flag("pending")?)?,
         receive_hash: req.flag("receive_hash")?,
         source: req.flag("source")?,
     };
@@ -366,7 +367,7 @@ fn account_info(node: &Node, req: &Request<'_>) -> Reply {
     }
     let confirmed = |s: String| with_confirmed.then_some(s);
     let confirmed_rep = confirmed_entry.map_or(info.representative, |e| {
-        e.state().map_or(PublicKey::from_bytes(super::ledger::GENESIS_PUBLIC_KEY), |b| b.representative)
+        e.state().map_or(PublicKey::from_bytes(GENESIS_PUBLIC_KEY), |b| b.representative)
     });
     to_json(&AccountInfoJson {
         frontier: info.frontier().to_string(),
@@ -436,7 +437,7 @@ struct HistoryJson {
 /// One history entry; `None` for blocks the plain (not raw) history skips (changes).
 fn history_entry(ledger: &Ledger, hash: &BlockHash, entry: &Entry, raw: bool) -> Option<HistoryEntryJson> {
     let counterparty = match entry.subtype {
-        Some(Subtype::Send) => Some(PublicKey::from_bytes(entry.link())),
+        Some(Subtype::Send) => entry.link().map(PublicKey::from_bytes),
         Some(Subtype::Receive) => source_account(ledger, entry),
         Some(Subtype::Change) if !raw => return None,
         Some(Subtype::Change) => None,
@@ -470,6 +471,8 @@ fn history_entry(ledger: &Ledger, hash: &BlockHash, entry: &Entry, raw: bool) ->
 
 fn account_history(node: &Node, req: &Request<'_>) -> Reply {
     let key = req.account()?;
+    // `count` is required, read like the node's `get<std::string>("count")`: missing is a
+    // parse error; empty or not a positive number is "Invalid count" (the line below).
     req.text("count")?;
     let mut count = req.count("count")?.ok_or(INVALID_COUNT)?;
     let raw = req.flag("raw")?;
@@ -616,6 +619,11 @@ fn to_multiplier(value: u64, base: u64) -> f64 {
     (TWO_64 - u128::from(base)) as f64 / (TWO_64 - u128::from(value)) as f64
 }
 
+/// A multiplier as the node writes it: fixed point, 15 decimals (`"1.000000000000000"`).
+fn multiplier_text(multiplier: f64) -> String {
+    format!("{multiplier:.15}")
+}
+
 /// Sets its flag when dropped: a search outlives nobody who still waits for it.
 struct CancelOnDrop(Arc<AtomicBool>);
 
@@ -630,13 +638,11 @@ async fn work_generate(node: &Node, req: &Request<'_>) -> Reply {
         return Err("RPC control is disabled");
     }
     let root = req.hash("hash", INVALID_HASH)?;
-    let thresholds = node.ledger().thresholds();
-    let base = thresholds.epoch_2;
+    let thresholds = node.config.work_thresholds;
+    // Like the node's `threshold_base`: the live base `fffffff8…` under live thresholds.
+    let base = thresholds.base();
     let difficulty = if let Some(text) = req.opt_text("difficulty") {
-        if text.len() > 16 {
-            return Err("Bad difficulty");
-        }
-        u64::from_str_radix(&text, 16).map_err(|_| "Bad difficulty")?
+        json::parse_hex_u64(&text).ok_or("Bad difficulty")?
     } else if let Some(text) = req.opt_text("multiplier") {
         let multiplier: f64 = text.parse().map_err(|_| "Bad multiplier")?;
         if !(multiplier.is_finite() && multiplier > 0.0) {
@@ -661,17 +667,13 @@ async fn work_generate(node: &Node, req: &Request<'_>) -> Reply {
     to_json(&WorkJson {
         work: json::work_hex(found),
         difficulty: json::work_hex(value),
-        multiplier: to_multiplier(value, base).to_string(),
+        multiplier: multiplier_text(to_multiplier(value, base)),
         hash: root.to_string(),
     })
 }
 
 // ---------------------------------------------------------------------------------------------
 // version, telemetry, block_count
-
-fn genesis_hash() -> String {
-    BlockHash::from_bytes(GENESIS_HASH).to_string()
-}
 
 fn version() -> Reply {
     Ok(json!({
@@ -681,7 +683,7 @@ fn version() -> Reply {
         "node_vendor": "Nano V28.2",
         "store_vendor": "in-memory (nanosession mock node)",
         "network": "dev",
-        "network_identifier": genesis_hash(),
+        "network_identifier": super::GENESIS_HASH,
         "build_info": concat!("nanosession mock node ", env!("CARGO_PKG_VERSION")),
     })
     .to_string())
@@ -718,14 +720,14 @@ fn telemetry(node: &Node) -> Reply {
         peer_count: "0",
         protocol_version: "21",
         uptime: node.started.elapsed().as_secs().to_string(),
-        genesis_block: genesis_hash(),
+        genesis_block: super::GENESIS_HASH.to_owned(),
         major_version: "28",
         minor_version: "2",
         patch_version: "0",
         pre_release_version: "0",
         maker: "0",
         timestamp: json::now_millis(),
-        active_difficulty: json::work_hex(ledger.thresholds().epoch_2),
+        active_difficulty: json::work_hex(node.config.work_thresholds.base()),
     })
 }
 
@@ -752,5 +754,16 @@ mod tests {
         assert_eq!(from_multiplier(1.0, live), live);
         assert_eq!(from_multiplier(8.0, live), 0xffff_ffff_0000_0000);
         assert_eq!(from_multiplier(64.0, work::DEV_EPOCH_2), 0xffff_0000_0000_0000);
+    }
+
+    #[test]
+    fn multiplier_text_has_fifteen_decimals_like_the_node() {
+        // Reference §6.6: the node's own reply for value fffffff93c41ec94, live base.
+        assert_eq!(
+            multiplier_text(to_multiplier(0xffff_fff9_3c41_ec94, work::LIVE_SEND)),
+            "1.182623871097636"
+        );
+        assert_eq!(multiplier_text(to_multiplier(work::LIVE_SEND, work::LIVE_SEND)), "1.000000000000000");
+        assert_eq!(multiplier_text(8.0), "8.000000000000000");
     }
 }

@@ -47,9 +47,14 @@ pub(crate) async fn supervise(
             _ = &mut shutdown => break,
             command = commands.recv() => {
                 let Some(command) = command else { break };
-                if command.open { servers.reopen().await } else { servers.close().await }
+                let done = if command.open {
+                    servers.reopen().await
+                } else {
+                    servers.close().await;
+                    true
+                };
                 // The caller may have given up waiting; nothing to do then.
-                let _ = command.done.send(());
+                let _ = command.done.send(done);
             }
         }
     }
@@ -91,23 +96,26 @@ impl Servers {
         self.node.connections.cut_all();
     }
 
-    /// Listens again on the same ports.
-    async fn reopen(&mut self) {
+    /// Listens again on the same ports; false if they could not be bound in time.
+    async fn reopen(&mut self) -> bool {
         if !self.tasks.is_empty() {
-            return;
+            return true;
         }
         let deadline = tokio::time::Instant::now() + REBIND_PATIENCE;
         loop {
             match bind(self.addrs.0).and_then(|rpc| Ok((rpc, bind(self.addrs.1)?))) {
                 Ok(listeners) => {
-                    if let Err(e) = self.serve(listeners) {
-                        tracing::error!(error = %e, "mock node: cannot serve again");
-                    }
-                    return;
+                    return match self.serve(listeners) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(error = %e, "mock node: cannot serve again");
+                            false
+                        }
+                    };
                 }
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     tracing::error!(error = %e, "mock node: cannot reopen its ports");
-                    return;
+                    return false;
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }

@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::Router;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::json::{self, address, scalar, StateJson};
 use super::node::{Confirmation, ConfirmationType, Node};
@@ -25,20 +25,50 @@ async fn upgrade(State(node): State<Arc<Node>>, ws: WebSocketUpgrade) -> Respons
     ws.on_upgrade(move |socket| session(node, socket))
 }
 
+/// One connection's state: its subscription and the notifications queued for it.
+struct Session {
+    node: Arc<Node>,
+    confirmations: broadcast::Receiver<Arc<Confirmation>>,
+    subscription: Option<Subscription>,
+}
+
+impl Session {
+    fn new(node: Arc<Node>) -> Session {
+        let confirmations = node.subscribe();
+        Session { node, confirmations, subscription: None }
+    }
+
+    /// Applies one client message; returns the ack to send, if any.
+    fn handle(&mut self, text: &str) -> Option<String> {
+        let was_subscribed = self.subscription.is_some();
+        let ack = handle_request(text, &mut self.subscription);
+        if !was_subscribed && self.subscription.is_some() {
+            // Notifications queued before now are for blocks confirmed before the subscription:
+            // a node would not send them, so start from a fresh receiver.
+            self.confirmations = self.node.subscribe();
+        }
+        ack
+    }
+
+    /// The message to forward for a notification, if the subscription passes it.
+    fn forward(&self, note: &Confirmation) -> Option<String> {
+        self.subscription.as_ref().filter(|s| s.passes(note)).map(|s| s.render(note))
+    }
+}
+
 /// One connection: answers requests and forwards the notifications its subscription passes.
 async fn session(node: Arc<Node>, mut socket: WebSocket) {
-    let mut confirmations = node.subscribe();
-    let mut subscription: Option<Subscription> = None;
+    let mut session = Session::new(node);
     loop {
         let outgoing = tokio::select! {
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(text))) => handle_request(text.as_str(), &mut subscription),
+                Some(Ok(Message::Text(text))) => session.handle(text.as_str()),
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                 // Ping frames are answered by the WebSocket layer; binary frames are ignored.
                 Some(Ok(_)) => None,
             },
-            note = confirmations.recv() => match note {
-                Ok(note) => subscription.as_ref().filter(|s| s.passes(&note)).map(|s| s.render(&note)),
+            note = session.confirmations.recv() => match note {
+                Ok(note) => session.forward(&note),
                 // A slow reader loses notifications, as with a real node.
                 Err(RecvError::Lagged(_)) => None,
                 Err(RecvError::Closed) => break,
@@ -97,7 +127,8 @@ struct Subscription {
     types: Types,
 }
 
-/// An option flag: a JSON boolean or `"true"`/`"false"`.
+/// An option flag: a JSON boolean, `"true"`/`"false"` or `"1"`/`"0"` (also as numbers), as the
+/// node's property tree reads a bool; anything else counts as absent.
 fn option_flag(options: &Map<String, Value>, key: &str, default: bool) -> bool {
     match options.get(key).and_then(scalar).as_deref() {
         Some("true" | "1") => true,
@@ -297,6 +328,54 @@ mod tests {
 
     fn addr(b: u8) -> String {
         address(&PublicKey::from_bytes([b; 32]))
+    }
+
+    /// Publishes a genesis send of `amount` raw; with the default zero delay it is confirmed
+    /// (and notified) at once.
+    fn publish_send(node: &Arc<Node>, amount: u128) -> crate::nano::BlockHash {
+        let genesis = crate::nano::PrivateKey::from_hex(super::super::GENESIS_PRIVATE_KEY).unwrap();
+        let (previous, balance) = {
+            let ledger = node.ledger();
+            let info = ledger.account(&genesis.public_key()).unwrap();
+            (info.frontier(), info.balance)
+        };
+        let mut block = crate::nano::StateBlock {
+            account: genesis.public_key(),
+            previous,
+            representative: genesis.public_key(),
+            balance: crate::nano::Raw::new(balance.get() - amount),
+            link: [9; 32],
+            signature: Default::default(),
+            work: 0,
+        };
+        block.sign(&genesis);
+        let cancel = std::sync::atomic::AtomicBool::new(false);
+        block.work =
+            crate::nano::work::generate(&block.work_root(), crate::nano::work::DEV_EPOCH_2, &cancel).unwrap();
+        node.publish(&block).unwrap()
+    }
+
+    #[tokio::test]
+    async fn subscribing_skips_blocks_confirmed_before() {
+        let (listeners, _commands) = tokio::sync::mpsc::unbounded_channel();
+        let config = super::super::MockNodeConfig::default();
+        let faults = super::super::Faults::new(config.confirmation_delay, listeners);
+        let node = Arc::new(Node::new(config, faults, tokio::runtime::Handle::current()));
+        let mut session = Session::new(node.clone());
+        // Queued for the connected but not yet subscribed session.
+        let before = publish_send(&node, 1);
+        assert_eq!(session.handle(r#"{"action":"subscribe","topic":"confirmation"}"#), None);
+        let after = publish_send(&node, 2);
+        let note = session.confirmations.try_recv().expect("the later confirmation");
+        assert_eq!(note.hash, after.to_string(), "not {before}");
+        assert!(session.forward(&note).is_some());
+        assert!(session.confirmations.try_recv().is_err(), "nothing else queued");
+
+        // Subscribing again (new options) keeps what is queued: it was confirmed while subscribed.
+        let queued = publish_send(&node, 3);
+        session
+            .handle(r#"{"action":"subscribe","topic":"confirmation","options":{"include_block":"false"}}"#);
+        assert_eq!(session.confirmations.try_recv().unwrap().hash, queued.to_string());
     }
 
     #[test]

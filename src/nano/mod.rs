@@ -14,6 +14,8 @@ pub mod work;
 
 pub use address::{Address, PublicKey};
 pub use amount::Raw;
+#[cfg(feature = "mock-node")]
+pub(crate) use block::verify_signature;
 pub use block::{Signature, StateBlock};
 pub use hash::BlockHash;
 pub use keys::{PrivateKey, Seed};
