@@ -464,7 +464,7 @@ fn history_entry(ledger: &Ledger, hash: &BlockHash, entry: &Entry, raw: bool) ->
         height: entry.height.to_string(),
         hash: hash.to_string(),
         confirmed: bool_text(ledger.is_confirmed(hash)),
-        work: block.map(|b| json::work_hex(b.work)),
+        work: block.map(|b| crate::nano::work::to_hex(b.work)),
         signature: block.map(|b| b.signature.to_string()),
     })
 }
@@ -642,7 +642,7 @@ async fn work_generate(node: &Node, req: &Request<'_>) -> Reply {
     // Like the node's `threshold_base`: the live base `fffffff8…` under live thresholds.
     let base = thresholds.base();
     let difficulty = if let Some(text) = req.opt_text("difficulty") {
-        json::parse_hex_u64(&text).ok_or("Bad difficulty")?
+        crate::nano::work::parse_hex(&text).ok_or("Bad difficulty")?
     } else if let Some(text) = req.opt_text("multiplier") {
         let multiplier: f64 = text.parse().map_err(|_| "Bad multiplier")?;
         if !(multiplier.is_finite() && multiplier > 0.0) {
@@ -665,8 +665,8 @@ async fn work_generate(node: &Node, req: &Request<'_>) -> Reply {
         .ok_or("Cancelled")?;
     let value = work::value(found, root.as_bytes());
     to_json(&WorkJson {
-        work: json::work_hex(found),
-        difficulty: json::work_hex(value),
+        work: crate::nano::work::to_hex(found),
+        difficulty: crate::nano::work::to_hex(value),
         multiplier: multiplier_text(to_multiplier(value, base)),
         hash: root.to_string(),
     })
@@ -727,7 +727,7 @@ fn telemetry(node: &Node) -> Reply {
         pre_release_version: "0",
         maker: "0",
         timestamp: json::now_millis(),
-        active_difficulty: json::work_hex(node.config.work_thresholds.base()),
+        active_difficulty: crate::nano::work::to_hex(node.config.work_thresholds.base()),
     })
 }
 

@@ -19,6 +19,27 @@ pub const LIVE_RECEIVE: u64 = 0xffff_fe00_0000_0000;
 /// Live-network epoch-1 threshold: the most a verifier should demand of historic blocks.
 pub const LIVE_EPOCH_1: u64 = 0xffff_ffc0_0000_0000;
 
+/// Parses a work or difficulty value as the node writes it: 1 to 16 hex digits, either case,
+/// nothing else (`u64::from_str_radix` alone would also take a leading `+`).
+///
+/// ```
+/// use nanosession::nano::work;
+/// assert_eq!(work::parse_hex("ffc0000000000000"), Some(work::DEV_EPOCH_2));
+/// assert_eq!(work::parse_hex("+1f"), None);
+/// assert_eq!(work::to_hex(0xab), "00000000000000ab");
+/// ```
+pub fn parse_hex(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
+}
+
+/// Work or difficulty as the node writes it: 16 lower-case hex digits.
+pub fn to_hex(value: u64) -> String {
+    format!("{value:016x}")
+}
+
 /// The work value of `nonce` for `root`: blake2b-64 (digest length 8, not truncated) of
 /// `nonce` little-endian ‖ root, read little-endian.
 pub fn value(nonce: u64, root: &[u8; 32]) -> u64 {
@@ -88,6 +109,15 @@ mod tests {
 
     fn root(s: &str) -> [u8; 32] {
         crate::nano::decode_hex(s).unwrap()
+    }
+
+    #[test]
+    fn hex_fields_take_hex_digits_only() {
+        assert_eq!(parse_hex("ab"), Some(0xab));
+        assert_eq!(parse_hex("FFC0000000000000"), Some(0xffc0_0000_0000_0000));
+        for bad in ["", "+ab", "-1", "0x1f", " 1", "1 ", "g", "12345678901234567", "+fff000000000000"] {
+            assert_eq!(parse_hex(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -621,7 +621,7 @@ impl NanoRpcClient {
         let reply = self.call::<WorkGenerateReply>(&body).await?;
         reply
             .work
-            .and_then(|w| u64::from_str_radix(&w, 16).ok())
+            .and_then(|w| crate::nano::work::parse_hex(&w))
             .ok_or_else(|| RpcError::Node("work_generate answered without valid work".into()))
     }
 

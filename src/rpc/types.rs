@@ -148,7 +148,7 @@ impl BlockContents {
         let signature =
             Signature::from_hex(signature).map_err(|_| ContentsError("signature is not 128 hex digits"))?;
         let work = self.work.as_deref().ok_or(ContentsError("work is missing"))?;
-        let work = parse_work(work).ok_or(ContentsError("work is not 16 hex digits"))?;
+        let work = crate::nano::work::parse_hex(work).ok_or(ContentsError("work is not hex"))?;
         Ok(StateBlock {
             account: *self.account_address()?.public_key(),
             previous: self.previous_hash()?,
@@ -159,13 +159,6 @@ impl BlockContents {
             work,
         })
     }
-}
-
-fn parse_work(s: &str) -> Option<u64> {
-    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(s, 16).ok()
 }
 
 /// The reply to `block_confirm`: `{"started": "1"}`.
@@ -533,6 +526,6 @@ pub fn block_json(block: &StateBlock) -> serde_json::Value {
         "link": hex::encode_upper(block.link),
         "link_as_account": Address::from(PublicKey::from_bytes(block.link)).to_string(),
         "signature": block.signature.to_string(),
-        "work": format!("{:016x}", block.work),
+        "work": crate::nano::work::to_hex(block.work),
     })
 }
