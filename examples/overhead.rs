@@ -5,6 +5,9 @@
 //! - free: the same behind the layer with a price function that leaves the route free;
 //! - challenge: a priced request without proof (session drawn, stored, 402 rendered);
 //! - paid: a paid retry with an in-process verifier (session, spent set, claim, inner call).
+//!
+//! Memory stores by default; `OVERHEAD_STORE=file:/tmp/o.redb` (or `redis://…`,
+//! `postgres://…`) measures the challenge and paid paths on another backend.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +19,7 @@ use axum::Router;
 use futures_util::FutureExt;
 use http::Request;
 use nanosession::nano::{Address, BlockHash, PublicKey, Raw};
-use nanosession::store::{MemorySessionStore, MemorySpentSet};
+use nanosession::store::{MemorySessionStore, MemorySpentSet, Stores};
 use nanosession::verify::{Confirmation, Expected, PaymentVerifier, Rejection, VerifiedBlock};
 use nanosession::PaymentRequiredLayer;
 use tower::ServiceExt;
@@ -38,7 +41,7 @@ impl PaymentVerifier for AcceptAll {
 }
 
 /// The layer over both routes, pricing `/paid` with a price table or a price function.
-fn app(table: bool) -> Router {
+fn app(table: bool, stores: Stores) -> Router {
     let builder = PaymentRequiredLayer::builder()
         .pay_to("nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo".parse().unwrap());
     let builder = if table {
@@ -48,8 +51,7 @@ fn app(table: bool) -> Router {
     };
     let layer = builder
         .public_base_url("https://api.example.com")
-        .session_store(MemorySessionStore::with_capacity(10_000_000))
-        .spent_set(MemorySpentSet::with_capacity(10_000_000))
+        .stores(stores)
         .verifier(AcceptAll)
         .build()
         .unwrap()
@@ -91,14 +93,17 @@ async fn main() {
             .await;
     println!("identity overhead over bare: {:.0?}", t_identity.saturating_sub(t_bare));
     for (label, table) in [("free/table", true), ("free/fn", false)] {
-        let app = app(table);
+        let app = app(table, memory());
         let t =
             time(label, N / 10, N, |_| app.clone().oneshot(get_req("/free")).map(|r| drop(r.unwrap()))).await;
         println!("{label} overhead over identity layer: {:.0?}", t.saturating_sub(t_identity));
     }
 
-    let n = N / 10;
-    let app = app(true);
+    let (stores, n) = match std::env::var("OVERHEAD_STORE").ok().filter(|u| !u.is_empty()) {
+        Some(url) => (nanosession::store::connect(&url).await.expect("OVERHEAD_STORE"), N / 100),
+        None => (memory(), N / 10),
+    };
+    let app = app(true, stores);
     let paying = app.clone(); // same layer, same stores
     let ids = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = ids.clone();
@@ -116,8 +121,8 @@ async fn main() {
     time("paid", 0, n, move |i| {
         let (svc, ids, g) = (paying.clone(), ids.clone(), g.clone());
         async move {
-            let mut hash = [0u8; 32];
-            hash[..4].copy_from_slice(&i.to_be_bytes());
+            // Random: persistent stores remember the blocks of earlier runs.
+            let hash: [u8; 32] = rand::random();
             let req = Request::get("/paid")
                 .header("x-payment-session", &ids[i as usize])
                 .header("x-payment-block", BlockHash::from_bytes(hash).to_string())
@@ -130,4 +135,12 @@ async fn main() {
     })
     .await;
     assert_eq!(granted.load(std::sync::atomic::Ordering::Relaxed), n, "every paid request was granted");
+}
+
+fn memory() -> Stores {
+    Stores {
+        sessions: Arc::new(MemorySessionStore::with_capacity(10_000_000)),
+        spent: Arc::new(MemorySpentSet::with_capacity(10_000_000)),
+        persistent: false,
+    }
 }

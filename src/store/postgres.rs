@@ -10,7 +10,8 @@
 //! Tables are created idempotently at start-up (under an advisory lock, so instances starting
 //! together do not race), with indexes on the expiry columns for pruning.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -25,8 +26,9 @@ use crate::session::{Session, SessionId};
 pub struct PostgresOptions {
     /// Prefix of the table names (default `nanosession_`); lower-case letters, digits and `_`.
     pub table_prefix: String,
-    /// Maximum of pending sessions (default 100,000). Concurrent inserts from many instances
-    /// may overshoot it by at most the number of connections inserting at that moment.
+    /// Maximum of pending sessions (default 100,000). Each instance counts exactly at most once
+    /// a second and tracks its own inserts in between, so with many instances the table may
+    /// overshoot by what the others inserted within that second.
     pub capacity: u64,
     /// Pool size per instance (default 16).
     pub pool_size: usize,
@@ -57,7 +59,23 @@ pub struct PostgresStore {
     pool: Pool,
     options: PostgresOptions,
     sql: Sql,
+    live: Arc<Mutex<LiveCount>>,
 }
+
+/// This instance's estimate of the pending sessions: an exact count at most once a second,
+/// plus what this instance inserted and took since. Counting on every insert would cost a scan
+/// of up to `capacity` index entries per 402, exactly when a flood makes 402s many.
+#[derive(Debug)]
+struct LiveCount {
+    counted: i64,
+    at: Instant,
+    delta: i64,
+}
+
+/// How long an exact count is trusted (other instances' changes show up after this).
+const RECOUNT_EVERY: Duration = Duration::from_secs(1);
+/// How long a count that found the store full is trusted before counting again.
+const FULL_RECHECK: Duration = Duration::from_millis(100);
 
 impl std::fmt::Debug for PostgresStore {
     // The connection string (and its password) is deliberately not kept.
@@ -173,7 +191,9 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(err)?;
-        let store = PostgresStore { pool, sql: Sql::new(p), options };
+        let stale = Instant::now().checked_sub(RECOUNT_EVERY).unwrap_or_else(Instant::now);
+        let live = Arc::new(Mutex::new(LiveCount { counted: 0, at: stale, delta: 0 }));
+        let store = PostgresStore { pool, sql: Sql::new(p), options, live };
         store.create_schema().await?;
         Ok(store)
     }
@@ -185,6 +205,30 @@ impl PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock(7310411797)", &[]).await.map_err(err)?;
         tx.batch_execute(&Sql::schema(&self.options.table_prefix)).await.map_err(err)?;
         tx.commit().await.map_err(err)
+    }
+
+    /// Pending sessions as far as this instance knows: counted exactly (up to `cap`) when the
+    /// last count is older than [`RECOUNT_EVERY`], or when the estimate reaches `cap` and the
+    /// last count is older than [`FULL_RECHECK`].
+    async fn estimate_live(&self, now: i64, cap: i64) -> Result<i64, StoreError> {
+        let estimate = {
+            let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let age = live.at.elapsed();
+            let estimate = live.counted + live.delta;
+            (age < RECOUNT_EVERY && (estimate < cap || age < FULL_RECHECK)).then_some(estimate)
+        };
+        if let Some(estimate) = estimate {
+            return Ok(estimate);
+        }
+        let counted: i64 =
+            self.query_opt(&self.sql.count_live, &[&now, &cap]).await?.map_or(0, |row| row.get(0));
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) =
+            LiveCount { counted, at: Instant::now(), delta: 0 };
+        Ok(counted)
+    }
+
+    fn adjust_live(&self, by: i64) {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).delta += by;
     }
 
     /// Runs one statement-level operation under the configured timeout.
@@ -230,28 +274,28 @@ impl SessionStore for PostgresStore {
         let pay_to = session.pay_to.public_key().as_bytes().as_slice();
         let amount = session.amount.get().to_be_bytes();
         let now = to_i64(now);
-        // An expired holder does not block its amount.
-        self.execute(&self.sql.free_expired_amount, &[&pay_to, &amount.as_slice(), &now]).await?;
         let cap = to_i64(self.options.capacity);
-        let live: i64 =
-            self.query_opt(&self.sql.count_live, &[&now, &cap]).await?.map_or(0, |row| row.get(0));
-        if live >= cap {
+        if self.estimate_live(now, cap).await? >= cap {
             return Ok(Insert::Full);
         }
         let data = serde_json::to_string(session).expect("sessions serialize");
-        let inserted = self
-            .execute(
-                &self.sql.insert_session,
-                &[
-                    &session.id.as_bytes().as_slice(),
-                    &pay_to,
-                    &amount.as_slice(),
-                    &to_i64(session.expires_at),
-                    &data,
-                ],
-            )
-            .await?;
-        Ok(if inserted == 1 { Insert::Inserted } else { Insert::AmountInUse })
+        let id = session.id.as_bytes().as_slice();
+        let expires_at = to_i64(session.expires_at);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&id, &pay_to, &amount.as_slice(), &expires_at, &data];
+        let mut inserted = self.execute(&self.sql.insert_session, &params).await? == 1;
+        if !inserted {
+            // The amount may be held by an expired session, which does not block it: free it
+            // and try once more (the unique index still decides between racing inserts).
+            let freed =
+                self.execute(&self.sql.free_expired_amount, &[&pay_to, &amount.as_slice(), &now]).await?;
+            self.adjust_live(-(freed as i64));
+            inserted = freed > 0 && self.execute(&self.sql.insert_session, &params).await? == 1;
+        }
+        if inserted {
+            self.adjust_live(1);
+        }
+        Ok(if inserted { Insert::Inserted } else { Insert::AmountInUse })
     }
 
     async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
@@ -261,11 +305,16 @@ impl SessionStore for PostgresStore {
 
     async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
         let row = self.query_opt(&self.sql.take_session, &[&id.as_bytes().as_slice()]).await?;
+        if row.is_some() {
+            self.adjust_live(-1);
+        }
         row.map(|r| decode(r.get(0))).transpose()
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
-        self.execute(&self.sql.prune_sessions, &[&to_i64(now)]).await
+        let removed = self.execute(&self.sql.prune_sessions, &[&to_i64(now)]).await?;
+        self.adjust_live(-(removed as i64));
+        Ok(removed)
     }
 }
 
