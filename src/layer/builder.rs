@@ -338,7 +338,8 @@ impl PaymentRequiredLayerBuilder {
         self
     }
 
-    /// The session store (default: in memory).
+    /// The session store (default: in memory, forgotten on restart; see
+    /// [`stores`](Self::stores) for persistent ones).
     pub fn session_store(self, store: impl SessionStore) -> Self {
         self.session_store_shared(Arc::new(store))
     }
