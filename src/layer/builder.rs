@@ -427,6 +427,9 @@ impl PaymentRequiredLayerBuilder {
             &self.description,
             &self.mime_type,
         );
+        if self.spent.is_none() {
+            tracing::warn!("PaymentRequiredLayer uses an in-memory spent set: after a restart old payments can be replayed; set .stores(...) for production");
+        }
         let shared = Shared {
             challenge,
             pricing,
