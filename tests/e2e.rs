@@ -271,3 +271,76 @@ async fn a_malformed_challenge_is_an_error_not_a_payment() {
     assert!(matches!(error, ClientError::Challenge(_)), "{error}");
     assert_eq!(w.node.balance(&account), FUNDS);
 }
+
+/// A lost `process` reply keeps the money counted as spent; paying the same session again
+/// re-sends the very same block, so the account pays once. (A canned node, to fail `process`
+/// alone.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_publish_is_resent_not_paid_twice() {
+    let node = common::CannedNode::start().await;
+    let seed = Seed::from_bytes(rand::random());
+    let wallet = Wallet::from_seed(&seed, 0).with_limits(FUNDS, FUNDS);
+    node.set_reply(
+        "account_info",
+        serde_json::json!({"frontier": "AB".repeat(32), "balance": FUNDS.to_string(), "representative": wallet.account().to_string()}),
+    );
+    node.set_reply("work_generate", serde_json::json!({"error": "RPC control is disabled"}));
+    node.set_reply("process", serde_json::json!({"error": "Internal server error in RPC"}));
+    let rpc = NanoRpcClient::builder().endpoint(node.url()).max_attempts(1).build().unwrap();
+    let client = PayingClient::builder(wallet, rpc)
+        .work_thresholds(WorkThresholds::DEV)
+        .confirm_timeout(Duration::ZERO)
+        .build();
+    let merchant = Address::from(PrivateKey::from_bytes([5; 32]).public_key());
+    let offer = Offer {
+        session: nanosession::session::SessionId::generate(),
+        pay_to: merchant,
+        amount: PRICE,
+        price: PRICE,
+        tag: 0,
+        required: None,
+    };
+
+    assert!(matches!(client.pay(&offer).await, Err(ClientError::Node(_))));
+    let spent = FUNDS.checked_sub(PRICE).unwrap();
+    assert_eq!(client.wallet().remaining_budget(), spent, "an unanswered publish still counts");
+
+    let published = node.requests().into_iter().filter(|r| r.body["action"] == "process").collect::<Vec<_>>();
+    let first = published[0].body["block"].clone();
+    let contents: nanosession::rpc::BlockContents = serde_json::from_value(first.clone()).unwrap();
+    let hash = contents.to_state_block().unwrap().hash();
+    node.set_reply("process", serde_json::json!({"hash": hash.to_string()}));
+    assert_eq!(client.pay(&offer).await.unwrap(), hash);
+    let published = node.requests().into_iter().filter(|r| r.body["action"] == "process").collect::<Vec<_>>();
+    assert_eq!(published.len(), 2);
+    assert_eq!(published[1].body["block"], first, "the very same signed block, not a second payment");
+    assert_eq!(client.wallet().remaining_budget(), spent, "counted once");
+    assert_eq!(node.count_action("account_info"), 1, "no new send was built");
+}
+
+/// A definite refusal by the node (here: work below the node's threshold) gives the money back
+/// to the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_is_refunded() {
+    let config = MockNodeConfig {
+        work_thresholds: nanosession::mock_node::WorkThresholds::DEV,
+        enable_control: false,
+        ..Default::default()
+    };
+    let w = world_with(config, |n| vec![n.rpc_url()], Duration::from_secs(3)).await;
+    let seed = Seed::from_bytes(rand::random());
+    w.node.fund(&seed.derive(0), FUNDS).await;
+    let wallet = Wallet::from_seed(&seed, 0).with_limits(FUNDS, FUNDS);
+    // Work far below every threshold: the node refuses the block outright.
+    let weak = WorkThresholds { send: 0, receive: 0 };
+    let client = PayingClient::builder(wallet, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
+        .work_thresholds(weak)
+        .build();
+    let offer = w.challenge().await;
+    let error = client.pay(&offer).await.unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Node(nanosession::rpc::RpcError::Node(m)) if m.contains("work")),
+        "{error}"
+    );
+    assert_eq!(client.wallet().remaining_budget(), FUNDS, "refunded");
+}

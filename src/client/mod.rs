@@ -129,7 +129,7 @@ struct Inner {
     /// One send at a time: each send builds on the account's current frontier.
     sending: tokio::sync::Mutex<()>,
     /// Sessions already paid, so a repeated challenge is never paid twice.
-    paid: Mutex<HashMap<SessionId, BlockHash>>,
+    paid: Mutex<HashMap<SessionId, Sent>>,
 }
 
 impl std::fmt::Debug for PayingClient {
@@ -140,6 +140,15 @@ impl std::fmt::Debug for PayingClient {
             .field("x402", &self.inner.x402)
             .finish_non_exhaustive()
     }
+}
+
+/// What the client sent for one session.
+#[derive(Clone)]
+enum Sent {
+    /// The node accepted this block.
+    Published(BlockHash),
+    /// Publishing failed without a definite answer: the node may or may not have it.
+    Uncertain(StateBlock),
 }
 
 /// Configuration for [`PayingClient`].
@@ -298,26 +307,56 @@ impl PayingClient {
     /// within the confirmation timeout, confirmed.
     pub async fn pay(&self, offer: &Offer) -> Result<BlockHash, ClientError> {
         let inner = &*self.inner;
-        // Held across the node calls on purpose: concurrent sends from one account would fork.
-        let _sending = inner.sending.lock().await;
-        if let Some(block) = inner.paid.lock().unwrap_or_else(|e| e.into_inner()).get(&offer.session) {
-            return Ok(*block);
-        }
-        inner.wallet.reserve(offer.amount)?;
-        let block = match self.publish_send(offer.pay_to, offer.amount).await {
-            Ok(block) => block,
-            Err(e) => {
-                inner.wallet.refund(offer.amount);
-                return Err(e);
+        let block = {
+            // Held across the node calls on purpose: concurrent sends from one account would
+            // fork its chain. Released before waiting for confirmation.
+            let _sending = inner.sending.lock().await;
+            let known = inner.paid.lock().unwrap_or_else(|e| e.into_inner()).get(&offer.session).cloned();
+            let send = match known {
+                Some(Sent::Published(block)) => return Ok(block),
+                // An earlier attempt lost the node's reply: publish the very same block again
+                // (idempotent: "Old block" means it was published after all).
+                Some(Sent::Uncertain(send)) => send,
+                None => {
+                    inner.wallet.reserve(offer.amount)?;
+                    match self.build_send(offer.pay_to, offer.amount).await {
+                        Ok(send) => send,
+                        Err(e) => {
+                            inner.wallet.refund(offer.amount);
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            let outcome = inner.node.process(&send, "send").await;
+            let mut paid = inner.paid.lock().unwrap_or_else(|e| e.into_inner());
+            match outcome {
+                Ok(block) => {
+                    paid.insert(offer.session, Sent::Published(block));
+                    block
+                }
+                Err(RpcError::Node(refusal)) => {
+                    // A definite refusal (for a re-publish: a fork, so the first never landed):
+                    // nothing was published, the money is still ours.
+                    paid.remove(&offer.session);
+                    inner.wallet.refund(offer.amount);
+                    return Err(RpcError::Node(refusal).into());
+                }
+                Err(outage) => {
+                    // The node may have accepted it before the reply was lost: keep the money
+                    // counted as spent and the block, so paying this session again re-sends it.
+                    paid.insert(offer.session, Sent::Uncertain(send));
+                    return Err(outage.into());
+                }
             }
         };
-        inner.paid.lock().unwrap_or_else(|e| e.into_inner()).insert(offer.session, block);
         tracing::info!(%block, "payment published");
         self.await_confirmation(&block).await;
         Ok(block)
     }
 
-    async fn publish_send(&self, to: Address, amount: Raw) -> Result<BlockHash, ClientError> {
+    /// A signed send with work, on the account's current frontier.
+    async fn build_send(&self, to: Address, amount: Raw) -> Result<StateBlock, ClientError> {
         let inner = &*self.inner;
         let account = inner.wallet.account();
         let info = inner.node.account_info(&account).await?;
@@ -342,7 +381,7 @@ impl PayingClient {
         );
         block.work = self.work_for(&block.work_root(), inner.thresholds.send).await?;
         block.sign(inner.wallet.key());
-        Ok(inner.node.process(&block, "send").await?)
+        Ok(block)
     }
 
     /// Receives every send waiting for the wallet's account (opening it if needed); returns the
