@@ -96,6 +96,7 @@ fn variable_of(error: &LayerConfigError) -> &'static str {
     match error {
         LayerConfigError::BurnPayTo | LayerConfigError::MissingPayTo => "NANOSESSION_PAY_TO",
         LayerConfigError::ZeroTagModulus => "NANOSESSION_TAG_MODULUS",
+        LayerConfigError::ConfirmWaitTooLong => "NANOSESSION_CONFIRM_WAIT_MS",
         LayerConfigError::InvalidPublicUrl => "NANOSESSION_PUBLIC_URL",
         LayerConfigError::ZeroSessionTtl | LayerConfigError::RetentionTooShort { .. } => {
             "NANOSESSION_SESSION_TTL_SECS"

@@ -1228,6 +1228,39 @@ async fn pending_amounts_are_unique_until_the_tag_space_is_full() {
     assert_eq!(again.amount, issued[2].amount, "the only free amount");
 }
 
+/// A session that has just expired keeps its amount for the grace period, so a paid retry
+/// still being verified when it expires cannot have its amount reissued under it.
+#[tokio::test]
+async fn a_just_expired_session_keeps_its_amount_for_the_grace() {
+    let h = Harness::with(|b| b.tag_modulus(2));
+    let now = unix_now();
+    let recent = Session {
+        id: SessionId::generate(),
+        pay_to: merchant(),
+        price: price(),
+        tag: 0,
+        amount: price(),
+        created_at: now - 310,
+        expires_at: now - 10, // expired, but within nanosession::store::SESSION_GRACE_SECS
+    };
+    assert_eq!(h.sessions.insert(&recent, now).await.unwrap(), nanosession::store::Insert::Inserted);
+    let other = h.challenge("/paid").await;
+    assert_eq!(other.amount.get(), PRICE + 1, "tag 0 is still held by the just-expired session");
+    let reply = h.send(get_req("/paid")).await;
+    reply.assert_refusal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+
+    // Past the grace, the amount is free again.
+    let mut old = recent.clone();
+    old.id = SessionId::generate();
+    old.tag = 1;
+    old.amount = Raw::new(PRICE + 1);
+    h.sessions.take(&other.id).await.unwrap();
+    old.expires_at = now - nanosession::store::SESSION_GRACE_SECS - 5;
+    assert_eq!(h.sessions.insert(&old, now - 400).await.unwrap(), nanosession::store::Insert::Inserted);
+    let again = h.challenge("/paid").await;
+    assert_eq!(again.amount.get(), PRICE + 1, "an amount past its grace is reissued");
+}
+
 /// With one free tag left the layer must still find it: a store that is not full and a tag
 /// space that is not full are no reason for a 503.
 #[tokio::test]
@@ -1355,9 +1388,15 @@ async fn price_fn_returning_an_invalid_price_is_500() {
 }
 
 #[tokio::test]
-async fn options_on_a_priced_route_passes_through() {
+async fn cors_preflight_on_a_priced_route_passes_through() {
     let h = Harness::new();
-    let req = Request::builder().method(Method::OPTIONS).uri("/paid").body(Body::empty()).unwrap();
+    let req = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/paid")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "GET")
+        .body(Body::empty())
+        .unwrap();
     let reply = h.send(req).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "the handler answered the preflight");
     assert!(!reply.has_challenge());
@@ -1365,6 +1404,17 @@ async fn options_on_a_priced_route_passes_through() {
     assert_eq!(h.metrics.snapshot().challenges, 0);
     // GET on the same route is priced.
     h.challenge("/paid").await;
+}
+
+/// An OPTIONS request that is not a CORS preflight is priced: a handler that ignores the method
+/// would otherwise serve the paid resource for free.
+#[tokio::test]
+async fn plain_options_is_priced() {
+    let h = Harness::new();
+    let req = Request::builder().method(Method::OPTIONS).uri("/paid").body(Body::empty()).unwrap();
+    let reply = h.send(req).await;
+    assert_eq!(reply.status, StatusCode::PAYMENT_REQUIRED);
+    assert!(reply.has_challenge());
 }
 
 // ---------------------------------------------------------------------------------------------

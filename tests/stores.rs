@@ -121,6 +121,39 @@ mod postgres {
 
     nanosession::session_store_conformance!(optional: store(64), capacity = 64);
     nanosession::spent_set_conformance!(optional: store(64));
+
+    /// A spent row from before claims carried their session (empty owner) still means spent,
+    /// never an error that would turn replays into 503s.
+    #[tokio::test]
+    async fn legacy_rows_without_an_owner_are_spent() {
+        use nanosession::session::{unix_now, SessionId};
+        use nanosession::store::{Claim, SpentSet};
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("DATABASE_URL is not set: skipping (./scripts/test runs it)");
+            return;
+        };
+        let prefix = super::unique_prefix();
+        let options = PostgresOptions { table_prefix: prefix.clone(), ..Default::default() };
+        let store = PostgresStore::connect_with(&url, options).await.unwrap();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let hash = nanosession::store::conformance::random_hash();
+        client
+            .execute(
+                // What the migration gives rows from the old schema: an empty owner.
+                &format!(
+                    "INSERT INTO {prefix}spent (hash, owner, claims, keep_until) VALUES ($1, '\\x', 1, $2)"
+                ),
+                &[&hash.as_bytes().as_slice(), &((unix_now() + 3600) as i64)],
+            )
+            .await
+            .unwrap();
+        assert!(store.owner(&hash).await.unwrap().is_some(), "spent");
+        assert_eq!(
+            store.claim(&hash, &SessionId::generate(), unix_now() + 3600).await.unwrap(),
+            Claim::Spent
+        );
+    }
 }
 
 /// Redis and PostgreSQL keep sessions and claims across a reconnect (a restart of the process).

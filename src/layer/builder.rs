@@ -70,6 +70,9 @@ pub enum ConfigError {
         /// The tag modulus.
         modulus: u64,
     },
+    /// The confirmation wait is longer than the session grace allows.
+    #[error("confirm_wait must be at most 30 s (sessions are kept 60 s past expiry for paid retries being verified)")]
+    ConfirmWaitTooLong,
     /// A gRPC status code outside 1..=16 was configured.
     #[error("gRPC status code {0} is not a status code (1..=16)")]
     InvalidGrpcCode(i32),
@@ -412,10 +415,14 @@ impl PaymentRequiredLayerBuilder {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             _ => return Err(ConfigError::InvalidPublicUrl),
         }
+        // Half the grace for the wait, half for node round trips around it.
+        if self.confirm_wait > Duration::from_secs(crate::store::SESSION_GRACE_SECS / 2) {
+            return Err(ConfigError::ConfirmWaitTooLong);
+        }
         if self.session_ttl.as_secs() == 0 {
             return Err(ConfigError::ZeroSessionTtl);
         }
-        let needed = self.session_ttl + self.timestamp_skew;
+        let needed = self.session_ttl.saturating_add(self.timestamp_skew);
         if self.retention <= needed {
             return Err(ConfigError::RetentionTooShort { retention: self.retention, needed });
         }

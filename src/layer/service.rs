@@ -26,14 +26,15 @@ use crate::payment::VerifiedPayment;
 use crate::protocol::headers::{EXPOSE_LIST, PAYMENT_RESPONSE};
 use crate::protocol::{MalformedProof, Proof, Reason, SettlementResponse};
 use crate::session::{random_tag, unix_now, Session};
-use crate::store::{Claim, Insert, StoreError};
+use crate::store::{Claim, Insert, StoreError, SESSION_GRACE_SECS};
 use crate::verify::{Expected, Rejection};
 
 /// Random tags tried before scanning for a free `(pay_to, amount)`.
 const RANDOM_TAG_DRAWS: u64 = 8;
-/// The most consecutive tags scanned after the random draws (the whole range when the modulus
-/// is at most this), so a free tag in a small tag space is always found.
-const MAX_TAG_SCAN: u64 = 4096;
+/// The most consecutive tags scanned after the random draws: the whole range when the modulus
+/// is at most this (so a small tag space always yields its free tags), and a bound on the
+/// store round trips one 402 can cost otherwise.
+const MAX_TAG_SCAN: u64 = 64;
 /// Seconds between opportunistic prunes of the stores.
 const PRUNE_EVERY_SECS: u64 = 60;
 
@@ -112,9 +113,11 @@ where
                 }))
             }
             Some(proof) => {
-                // The service polled ready is the one we call later; leave a clone in its place.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
+                // Settling takes store and node round trips (seconds when waiting for a
+                // confirmation), so the readiness polled here (a Buffer slot, a concurrency
+                // permit) stays with `self` for the next request; the paid request drives its
+                // own clone to readiness once it is granted.
+                let inner = self.inner.clone();
                 ResponseFuture::gate(Box::pin(gate.pay(proof, price, req, inner, grpc)))
             }
         }
@@ -140,7 +143,13 @@ impl<M: Clone> Clone for Gate<M> {
 impl<M> Gate<M> {
     /// The request's price: `Ok(None)` for free requests, `Err` for a misconfigured dynamic price.
     fn price<B>(&self, req: Request<B>) -> (Request<B>, Result<Option<Raw>, Refusal>) {
-        if req.method() == Method::OPTIONS {
+        // A CORS preflight cannot carry payment headers, so it passes; any other OPTIONS is
+        // priced like the rest, or a handler that ignores the method would serve it for free.
+        let headers = req.headers();
+        if req.method() == Method::OPTIONS
+            && headers.contains_key(http::header::ORIGIN)
+            && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
             return (req, Ok(None));
         }
         match &self.shared.pricing {
@@ -203,11 +212,17 @@ impl<M> Gate<M> {
             // random start, so a nearly full tag space still yields its free tags.
             let tag = match attempt.checked_sub(RANDOM_TAG_DRAWS) {
                 None => random_tag(modulus),
-                Some(step) => (start + step) % modulus,
+                Some(step) => ((start as u128 + step as u128) % modulus as u128) as u64,
             };
             let session = Session::issue_with_tag(s.challenge.pay_to(), price, tag, now, s.session_ttl)
                 .ok_or(Reason::StoreUnavailable)?;
-            match s.sessions.insert(&session, now).await.map_err(store_down)? {
+            // Sessions within their grace after expiry still hold their amount.
+            match s
+                .sessions
+                .insert(&session, now.saturating_sub(SESSION_GRACE_SECS))
+                .await
+                .map_err(store_down)?
+            {
                 Insert::Inserted => return Ok(session),
                 Insert::AmountInUse => continue,
                 Insert::Full => {
@@ -252,6 +267,7 @@ impl<M> Gate<M> {
         )
         .to_header();
         req.extensions_mut().insert(payment);
+        std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
         let mut response = inner.call(req).await?;
         let headers = response.headers_mut();
         headers.insert(PAYMENT_RESPONSE, receipt);
@@ -402,7 +418,7 @@ impl<M> Gate<M> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (sessions, spent) = (self.shared.sessions.clone(), self.shared.spent.clone());
         runtime.spawn(async move {
-            if let Err(error) = sessions.prune(now).await {
+            if let Err(error) = sessions.prune(now.saturating_sub(SESSION_GRACE_SECS)).await {
                 tracing::warn!(%error, "pruning sessions failed");
             }
             if let Err(error) = spent.prune(now).await {

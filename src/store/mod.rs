@@ -30,6 +30,16 @@ pub use memory::{MemorySessionStore, MemorySpentSet};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 
+/// How long after `expires_at` a session stays stored and its amount reserved, in seconds.
+///
+/// A retry that arrived in time may still be verifying when the session expires (the
+/// confirmation wait, node round trips); the grace keeps its session from being pruned or its
+/// amount reissued under it, which would burn the payment. The layer applies it by passing
+/// `now - SESSION_GRACE_SECS` as the time before which sessions count as gone; backends with
+/// native expiry (Redis) add it to their TTLs. It also absorbs clock differences of up to
+/// this much between instances and the store.
+pub const SESSION_GRACE_SECS: u64 = 60;
+
 /// A backend failure. The layer answers `503 store_unavailable` and grants nothing.
 ///
 /// The message must never contain credentials (connection URLs with passwords).
@@ -66,7 +76,9 @@ pub enum Insert {
 /// Invariants every implementation must keep (the conformance tests check them):
 /// 1. **Amount uniqueness**: no two stored, unexpired sessions share `(pay_to, amount)`.
 ///    [`insert`](SessionStore::insert) checks and stores atomically, across every instance that
-///    shares the backend. A session whose `expires_at < now` does not block its amount.
+///    shares the backend. A session whose `expires_at < now` (the `now` passed in) does not
+///    block its amount; backends with native expiry may hold it up to
+///    [`SESSION_GRACE_SECS`] longer, never shorter.
 /// 2. **Take once**: of any number of concurrent [`take`](SessionStore::take) calls for one id,
 ///    across all instances, exactly one returns the session.
 /// 3. **Bounded**: a store never holds more than its capacity; when full (after dropping expired

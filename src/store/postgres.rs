@@ -34,6 +34,11 @@ pub struct PostgresOptions {
     pub pool_size: usize,
     /// Timeout for getting a connection and for each statement (default 2 s).
     pub timeout: Duration,
+    /// Also set the server's `statement_timeout` (0.5 s below `timeout`) as a startup option,
+    /// so the server abandons a statement before the client stops waiting for it (default
+    /// `true`). Turn it off behind poolers that refuse startup options (PgBouncer) and set
+    /// `statement_timeout` on the role instead.
+    pub server_statement_timeout: bool,
 }
 
 impl Default for PostgresOptions {
@@ -43,6 +48,7 @@ impl Default for PostgresOptions {
             capacity: 100_000,
             pool_size: 16,
             timeout: Duration::from_secs(2),
+            server_statement_timeout: true,
         }
     }
 }
@@ -179,8 +185,18 @@ impl PostgresStore {
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
             return Err(StoreError::new("postgres", "table_prefix must be lower-case letters, digits and _"));
         }
-        let config: tokio_postgres::Config =
+        let mut config: tokio_postgres::Config =
             url.parse().map_err(|_| StoreError::new("postgres", "invalid PostgreSQL connection URL"))?;
+        // The server gives up before the client does, so a statement the client stopped waiting
+        // for has not committed behind its back (a consumed session reported as an outage).
+        if options.server_statement_timeout {
+            let server_timeout =
+                options.timeout.saturating_sub(Duration::from_millis(500)).max(Duration::from_millis(100));
+            let user_options = config.get_options().unwrap_or_default().to_owned();
+            config.options(
+                format!("{user_options} -c statement_timeout={}", server_timeout.as_millis()).trim(),
+            );
+        }
         let manager =
             Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
@@ -287,9 +303,9 @@ impl SessionStore for PostgresStore {
         if !inserted {
             // The amount may be held by an expired session, which does not block it: free it
             // and try once more (the unique index still decides between racing inserts).
+            // Expired rows are not in the live count: freeing one changes nothing there.
             let freed =
                 self.execute(&self.sql.free_expired_amount, &[&pay_to, &amount.as_slice(), &now]).await?;
-            self.adjust_live(-(freed as i64));
             inserted = freed > 0 && self.execute(&self.sql.insert_session, &params).await? == 1;
         }
         if inserted {
@@ -305,16 +321,16 @@ impl SessionStore for PostgresStore {
 
     async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
         let row = self.query_opt(&self.sql.take_session, &[&id.as_bytes().as_slice()]).await?;
-        if row.is_some() {
+        let session = row.map(|r| decode(r.get(0))).transpose()?;
+        if session.as_ref().is_some_and(|s| !s.is_expired(crate::session::unix_now())) {
             self.adjust_live(-1);
         }
-        row.map(|r| decode(r.get(0))).transpose()
+        Ok(session)
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
-        let removed = self.execute(&self.sql.prune_sessions, &[&to_i64(now)]).await?;
-        self.adjust_live(-(removed as i64));
-        Ok(removed)
+        // Only expired rows go, and the live count never held them.
+        self.execute(&self.sql.prune_sessions, &[&to_i64(now)]).await
     }
 }
 
@@ -322,14 +338,12 @@ impl SessionStore for PostgresStore {
 impl SpentSet for PostgresStore {
     async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError> {
         let row = self.query_opt(&self.sql.spent_owner, &[&hash.as_bytes().as_slice()]).await?;
-        row.map(|r| {
+        Ok(row.map(|r| {
             let owner: &[u8] = r.get(0);
-            owner
-                .try_into()
-                .map(SessionId::from_bytes)
-                .map_err(|_| StoreError::new("postgres", "bad spent record"))
-        })
-        .transpose()
+            // Rows from before claims carried their session have an empty owner: spent by a
+            // session nobody can present again.
+            owner.try_into().map(SessionId::from_bytes).unwrap_or(SessionId::from_bytes([0; 16]))
+        }))
     }
 
     async fn claim(

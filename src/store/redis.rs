@@ -187,8 +187,9 @@ impl SessionStore for RedisStore {
             session.amount
         );
         let json = serde_json::to_string(session).expect("sessions serialize");
-        // Valid through the second `expires_at` (expired means now > expires_at).
-        let amount_expire_ms = (session.expires_at + 1) * 1000;
+        // Reserved through the second `expires_at` (expired means now > expires_at) plus the
+        // grace, by Redis's clock.
+        let amount_expire_ms = (session.expires_at + 1 + super::SESSION_GRACE_SECS) * 1000;
         let session_expire_ms = (session.expires_at + 1 + EXPIRED_SESSION_GRACE_SECS) * 1000;
         let outcome: i64 = self
             .insert
