@@ -142,6 +142,9 @@ impl std::fmt::Debug for PayingClient {
     }
 }
 
+/// How many paid sessions the client remembers before forgetting the published ones.
+const MAX_REMEMBERED_SESSIONS: usize = 10_000;
+
 /// What the client sent for one session.
 #[derive(Clone)]
 enum Sent {
@@ -273,7 +276,7 @@ impl PayingClient {
         }
         let offer = Offer::from_headers(response.headers())?;
         tracing::info!(pay_to = %offer.pay_to, amount = %offer.amount, "payment required");
-        let block = self.pay(&offer).await?;
+        let block = self.pay_with_retries(&offer).await?;
 
         let mut attempts = 0;
         loop {
@@ -300,6 +303,23 @@ impl PayingClient {
             let wait = retry_after.unwrap_or(Duration::from_secs(1)).min(inner.max_retry_after);
             tracing::info!(%reason, ?wait, "server asks to retry the paid request");
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// [`pay`](Self::pay), retried on node outages: a lost `process` reply is re-sent as the
+    /// same block, so giving up here (and letting the caller start over with a new session)
+    /// could turn one request into two payments.
+    async fn pay_with_retries(&self, offer: &Offer) -> Result<BlockHash, ClientError> {
+        let mut attempt = 0;
+        loop {
+            match self.pay(offer).await {
+                Err(ClientError::Node(RpcError::Unavailable(why))) if attempt < self.inner.max_retries => {
+                    attempt += 1;
+                    tracing::warn!(%why, attempt, "node unavailable while paying; retrying the same payment");
+                    tokio::time::sleep(Duration::from_secs(1).min(self.inner.max_retry_after)).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -332,6 +352,11 @@ impl PayingClient {
             let mut paid = inner.paid.lock().unwrap_or_else(|e| e.into_inner());
             match outcome {
                 Ok(block) => {
+                    if paid.len() >= MAX_REMEMBERED_SESSIONS {
+                        // Published payments are only remembered to answer a repeated
+                        // challenge; uncertain ones must stay until resolved.
+                        paid.retain(|_, sent| matches!(sent, Sent::Uncertain(_)));
+                    }
                     paid.insert(offer.session, Sent::Published(block));
                     block
                 }

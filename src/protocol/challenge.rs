@@ -164,10 +164,11 @@ impl Challenge {
         headers.insert(X_PAYMENT_AMOUNT, header(session.price.to_string()));
         headers.insert(X_PAYMENT_TAG, HeaderValue::from(session.tag));
         headers.insert(X_PAYMENT_TAG_MODULUS, self.tag_modulus_header.clone());
-        headers.insert(X_PAYMENT_SESSION, header(session.id.to_string()));
+        // The session id is a bearer secret until used: keep it out of header dumps.
+        headers.insert(X_PAYMENT_SESSION, sensitive(header(session.id.to_string())));
         headers.insert(X_PAYMENT_EXPIRES, header(rfc3339(session.expires_at)));
         let json = serde_json::to_vec(required).expect("PaymentRequired serializes");
-        headers.insert(PAYMENT_REQUIRED, header(B64.encode(json)));
+        headers.insert(PAYMENT_REQUIRED, sensitive(header(B64.encode(json))));
         headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 
@@ -175,6 +176,13 @@ impl Challenge {
     pub fn tag_modulus(&self) -> u64 {
         self.tag_modulus
     }
+}
+
+/// Marks a header value as sensitive: `http`'s `Debug` prints `Sensitive` instead of it, and
+/// HTTP/2 never puts it in a compression table.
+fn sensitive(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
 }
 
 /// A header value from text this module produced itself (ASCII only).
@@ -313,10 +321,10 @@ impl Offer {
                     payload: super::ProofPayload { proof: *block },
                 };
                 let json = serde_json::to_vec(&payload).expect("PaymentPayload serializes");
-                headers.insert(PAYMENT_SIGNATURE, header(B64.encode(json)));
+                headers.insert(PAYMENT_SIGNATURE, sensitive(header(B64.encode(json))));
             }
             _ => {
-                headers.insert(X_PAYMENT_SESSION, header(self.session.to_string()));
+                headers.insert(X_PAYMENT_SESSION, sensitive(header(self.session.to_string())));
                 headers.insert(X_PAYMENT_BLOCK, header(block.to_string()));
             }
         }
@@ -364,6 +372,8 @@ mod tests {
         );
         assert_eq!(both.required.as_ref().unwrap().resource.url, "https://api.example.com/paid?x=1");
         assert_eq!(headers[X_PAYMENT_EXPIRES], "2026-02-13T00:05:00Z");
+        let dumped = format!("{headers:?} {:?}", both.proof_headers(&crate::nano::BlockHash::ZERO, true));
+        assert!(!dumped.contains(&session.id.to_string()), "the session id stays out of header dumps");
 
         let mut rev5 = headers.clone();
         rev5.remove(PAYMENT_REQUIRED);

@@ -602,10 +602,11 @@ impl NanoRpcClient {
     pub async fn process(&self, block: &StateBlock, subtype: &str) -> Result<BlockHash, RpcError> {
         let body = json!({ "action": "process", "json_block": "true", "subtype": subtype, "block": block_json(block) });
         match self.call::<ProcessReply>(&body).await {
+            // An answer without a hash is no verdict: the block may have been accepted.
             Ok(reply) => reply
                 .hash
                 .and_then(|h| h.parse().ok())
-                .ok_or_else(|| RpcError::Node("process answered without a valid hash".into())),
+                .ok_or_else(|| RpcError::Unavailable("process answered without a valid hash".into())),
             Err(RpcError::Node(m)) if m == "Old block" => Ok(block.hash()),
             Err(e) => Err(e),
         }

@@ -1,9 +1,11 @@
 //! The Redis store: sessions and spent set shared by any number of instances.
 //!
-//! Every decision is one round trip: the spent-set claim is `SET key 1 NX PXAT keep_until`, and
-//! session insert (amount check + capacity check + write) and take (read + delete + unindex) are
-//! Lua scripts, which Redis runs atomically. Spent entries expire natively at their retention;
-//! a session's amount reservation expires natively the moment the session does.
+//! Every decision is one round trip, a Lua script that Redis runs atomically: the spent-set
+//! claim (a hash holding the claiming session, expiring at `keep_until`) and its guarded
+//! release, session insert (amount check + capacity check + write), take (read + delete +
+//! unindex) and prune. Spent entries expire natively at their retention; a session's amount
+//! reservation expires natively [`SESSION_GRACE_SECS`](super::SESSION_GRACE_SECS) after the
+//! session does.
 //!
 //! The scripts touch keys derived inside the script, so use a single Redis server (or a
 //! primary with replicas/Sentinel), not Redis Cluster.
