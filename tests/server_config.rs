@@ -1,0 +1,70 @@
+//! The example server's environment contract: a bad or missing value stops start-up with one
+//! line naming the variable (exit status 2), before anything listens.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const PAY_TO: &str = "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo";
+
+fn server() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("examples").join("server");
+    assert!(path.exists(), "{} is missing: `cargo test` builds the examples", path.display());
+    path
+}
+
+/// Runs the server with a valid base environment plus `overrides` (an empty value removes the
+/// variable) and returns its exit status and standard error.
+fn start_with(overrides: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(server());
+    cmd.env_clear()
+        .env("NANOSESSION_PAY_TO", PAY_TO)
+        .env("NANO_RPC_URLS", "http://127.0.0.1:9")
+        .env("NANOSESSION_STORE", "memory")
+        .env("NANOSESSION_LISTEN", "127.0.0.1:1"); // never reached: every case fails before
+    for (name, value) in overrides {
+        if value.is_empty() {
+            cmd.env_remove(name);
+        } else {
+            cmd.env(name, value);
+        }
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn every_bad_value_names_its_variable() {
+    let cases: &[(&str, &str)] = &[
+        ("NANOSESSION_PAY_TO", ""),
+        ("NANOSESSION_PAY_TO", "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtd1"),
+        ("NANOSESSION_PAY_TO", "nano_1111111111111111111111111111111111111111111111111111hifc8npp"),
+        ("NANO_RPC_URLS", ""),
+        ("NANO_RPC_URLS", "ftp://node.example"),
+        ("NANOSESSION_PRICE_RAW", "12345"),
+        ("NANOSESSION_PRICE_RAW", "1e24"),
+        ("NANOSESSION_TAG_MODULUS", "0"),
+        ("NANOSESSION_TAG_MODULUS", "ten"),
+        ("NANOSESSION_SESSION_TTL_SECS", "0"),
+        ("NANOSESSION_CONFIRM_WAIT_MS", "60000"),
+        ("NANOSESSION_TIMESTAMP_SKEW_SECS", "-1"),
+        ("NANOSESSION_PUBLIC_URL", "/relative"),
+        ("NANOSESSION_LISTEN", "nowhere"),
+        ("NANOSESSION_STORE", "mongodb://x"),
+        ("NANOSESSION_STORE", "file:"),
+    ];
+    for (name, value) in cases {
+        let (code, stderr) = start_with(&[(name, value)]);
+        assert_eq!(code, Some(2), "{name}={value:?}: {stderr}");
+        let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{name}={value:?}: one line, got {stderr}");
+        assert!(lines[0].contains(name), "{name}={value:?}: the line names the variable: {}", lines[0]);
+    }
+}
+
+#[test]
+fn credentials_in_urls_stay_out_of_the_error_line() {
+    let (code, stderr) = start_with(&[("NANOSESSION_STORE", "redis://:hunter2@127.0.0.1:9/")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("NANOSESSION_STORE") && !stderr.contains("hunter2"), "{stderr}");
+}
