@@ -1534,7 +1534,7 @@ impl Service<Request<Body>> for ReadinessProbe {
 }
 
 #[tokio::test]
-async fn paid_path_calls_the_instance_that_was_polled_ready() {
+async fn paid_path_only_calls_an_inner_service_that_is_ready() {
     let ledger = FakeLedger::new();
     let sessions = Arc::new(MemorySessionStore::default());
     let layer = base_builder(&ledger)

@@ -247,7 +247,7 @@ impl PaymentRequiredLayerBuilder {
         self
     }
 
-    /// One price for every request the layer sees (except `OPTIONS`), in raw. Must be a multiple
+    /// One price for every request the layer sees (except CORS preflights), in raw. Must be a multiple
     /// of the tag modulus.
     pub fn price(mut self, price: Raw) -> Self {
         self.pricing = Some(Pricing::Static(price));
