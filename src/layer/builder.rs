@@ -35,7 +35,7 @@ pub(crate) struct Shared {
     pub retention: Duration,
     pub confirm_wait: Duration,
     pub expose_headers: bool,
-    pub grpc_codes: [i32; 15],
+    pub grpc_codes: [i32; crate::protocol::Reason::ALL.len()],
     pub metrics: Arc<Metrics>,
     pub last_prune: std::sync::atomic::AtomicU64,
 }
@@ -203,7 +203,7 @@ pub struct PaymentRequiredLayerBuilder {
     spent: Option<Arc<dyn SpentSet>>,
     verifier: Option<Arc<dyn PaymentVerifier>>,
     expose_headers: bool,
-    grpc_codes: [i32; 15],
+    grpc_codes: [i32; crate::protocol::Reason::ALL.len()],
 }
 
 impl Default for PaymentRequiredLayerBuilder {

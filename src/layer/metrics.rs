@@ -7,7 +7,7 @@ use crate::protocol::Reason;
 pub struct Metrics {
     challenges: AtomicU64,
     grants: AtomicU64,
-    refusals: [AtomicU64; 15],
+    refusals: [AtomicU64; crate::protocol::Reason::ALL.len()],
     verifications: AtomicU64,
     verify_micros: AtomicU64,
 }

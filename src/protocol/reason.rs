@@ -44,11 +44,17 @@ pub enum Reason {
     VerifierUnavailable,
     /// The session store or spent set could not be reached, or is full.
     StoreUnavailable,
+    /// This session was already granted for this very block: the client must not pay again
+    /// (409, with the success receipt).
+    AlreadyGranted,
+    /// Too many new sessions for this client, or too many verification attempts for this
+    /// session, in a short time (429 + `Retry-After`).
+    RateLimited,
 }
 
 impl Reason {
     /// Every reason, in the spec's order.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 17] = [
         Reason::PaymentRequired,
         Reason::MalformedPayment,
         Reason::UnknownSession,
@@ -64,6 +70,8 @@ impl Reason {
         Reason::SessionUsed,
         Reason::VerifierUnavailable,
         Reason::StoreUnavailable,
+        Reason::AlreadyGranted,
+        Reason::RateLimited,
     ];
 
     /// The wire code (`"payment_required"`, …).
@@ -84,6 +92,8 @@ impl Reason {
             Reason::SessionUsed => "session_used",
             Reason::VerifierUnavailable => "verifier_unavailable",
             Reason::StoreUnavailable => "store_unavailable",
+            Reason::AlreadyGranted => "already_granted",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -92,6 +102,9 @@ impl Reason {
         match self {
             Reason::MalformedPayment => StatusCode::BAD_REQUEST,
             Reason::VerifierUnavailable | Reason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            // Not a 402: a stock x402 client answers a 402 by paying again.
+            Reason::AlreadyGranted => StatusCode::CONFLICT,
+            Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::PAYMENT_REQUIRED,
         }
     }
@@ -108,7 +121,7 @@ impl Reason {
     pub const fn retry_after_secs(self) -> Option<u32> {
         match self {
             Reason::BlockNotFound | Reason::BlockNotConfirmed => Some(2),
-            Reason::VerifierUnavailable | Reason::StoreUnavailable => Some(5),
+            Reason::VerifierUnavailable | Reason::StoreUnavailable | Reason::RateLimited => Some(5),
             _ => None,
         }
     }
@@ -133,6 +146,8 @@ impl Reason {
             Reason::SessionUsed => "This payment session has already been used; use the new challenge.",
             Reason::VerifierUnavailable => "The payment could not be verified right now; retry later.",
             Reason::StoreUnavailable => "The payment store is unavailable; retry later.",
+            Reason::AlreadyGranted => "This payment was already accepted for this session; do not pay again.",
+            Reason::RateLimited => "Too many payment requests in a short time; retry later.",
         }
     }
 
@@ -143,6 +158,7 @@ impl Reason {
         match self {
             Reason::MalformedPayment => 3,
             Reason::VerifierUnavailable | Reason::StoreUnavailable => 14,
+            Reason::AlreadyGranted => 6, // ALREADY_EXISTS
             _ => 8,
         }
     }
@@ -173,7 +189,7 @@ mod tests {
     #[test]
     fn matches_the_spec_table() {
         use Reason::*;
-        let table: [(Reason, u16, bool, bool); 15] = [
+        let table: [(Reason, u16, bool, bool); 17] = [
             (PaymentRequired, 402, true, false),
             (MalformedPayment, 400, false, false),
             (UnknownSession, 402, true, false),
@@ -189,6 +205,8 @@ mod tests {
             (SessionUsed, 402, true, false),
             (VerifierUnavailable, 503, false, true),
             (StoreUnavailable, 503, false, true),
+            (AlreadyGranted, 409, false, false),
+            (RateLimited, 429, false, true),
         ];
         for (reason, status, fresh, retry) in table {
             assert_eq!(reason.status().as_u16(), status, "{reason}");
@@ -196,11 +214,12 @@ mod tests {
             assert_eq!(reason.retry_after_secs().is_some(), retry, "{reason}");
         }
         let codes: std::collections::HashSet<_> = Reason::ALL.iter().map(|r| r.code()).collect();
-        assert_eq!(codes.len(), 15);
+        assert_eq!(codes.len(), 17);
         for (i, reason) in Reason::ALL.iter().enumerate() {
             assert_eq!(reason.index(), i);
             let expected = match reason.status().as_u16() {
                 400 => 3,
+                409 => 6,
                 503 => 14,
                 _ => 8,
             };

@@ -117,6 +117,10 @@ impl SessionStore for MemorySessionStore {
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
         Ok(self.lock().prune(now))
     }
+
+    fn capacity(&self) -> Option<u64> {
+        Some(self.capacity as u64)
+    }
 }
 
 /// In-memory [`SpentSet`], bounded: when full of unexpired entries it refuses new claims

@@ -100,6 +100,12 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes sessions with `expires_at < now`; returns how many were removed.
     async fn prune(&self, now: u64) -> Result<u64, StoreError>;
+
+    /// The most pending sessions this store holds, if it has a bound. The layer refuses a tag
+    /// modulus below it, since a full tag space would make every 402 a 503 before the store is full.
+    fn capacity(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The outcome of [`SpentSet::claim`].
