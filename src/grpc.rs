@@ -16,9 +16,22 @@ pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 /// `grpc-message`.
 pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
-/// True for `content-type: application/grpc` and its `+proto`/`+json` variants.
+/// True for `content-type: application/grpc` exactly, its `+proto`/`+json` variants and
+/// parameters (`;…`); not for any other type that merely starts the same way.
+///
+/// ```
+/// # use http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
+/// let is = |ct: &'static str| nanosession::grpc::is_grpc(&HeaderMap::from_iter([(CONTENT_TYPE, HeaderValue::from_static(ct))]));
+/// assert!(is("application/grpc") && is("application/grpc+proto") && is("application/grpc;charset=utf-8"));
+/// assert!(!is("application/grpcfoo") && !is("application/grpc-web-text"));
+/// ```
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers.get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    headers.get(CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.len() >= 16
+            && v[..16].eq_ignore_ascii_case(b"application/grpc")
+            && matches!(v.get(16), None | Some(b'+' | b';'))
+    })
 }
 
 /// Turns `headers` into those of a trailers-only gRPC response with `code` and `message`.

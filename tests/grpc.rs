@@ -45,6 +45,7 @@ async fn harness(
     let builder = PaymentRequiredLayer::builder()
         .pay_to(merchant())
         .price_table([(PAID, PRICE), (PAID_STREAM, PRICE)])
+        .unlisted_paths(nanosession::layer::Unlisted::Free) // the other methods are free
         .network("nano:dev")
         .public_base_url("http://grpc.example")
         .session_store_shared(store.clone())
@@ -286,7 +287,7 @@ async fn every_reason_maps_to_a_status_and_metadata() {
     let status = h.refused(with_proof(&expired.id.to_string(), &block)).await;
     assert_eq!((status.code(), reason_of(&status)), (Code::ResourceExhausted, "session_expired"));
     assert!(challenge_of(&status).is_some());
-    assert!(h.sessions.get(&expired.id).await.unwrap().is_none());
+    assert!(h.sessions.get(&expired.id).await.unwrap().is_some(), "kept until pruned after the grace");
 
     // session_used: two blocks for one session, verified together; one wins.
     let (session, amount) = h.challenge().await;
@@ -318,4 +319,57 @@ async fn grpc_codes_are_configurable() {
         .grpc_code(Reason::AlreadySpent, 0)
         .build();
     assert!(matches!(bad, Err(nanosession::layer::ConfigError::InvalidGrpcCode(0))));
+}
+
+fn grpc_frame(msg: &[u8]) -> bytes::Bytes {
+    let mut v = vec![0u8];
+    v.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    v.extend_from_slice(msg);
+    bytes::Bytes::from(v)
+}
+
+/// Review F1 (the review's E1): `OPTIONS /pkg.Svc/Method` with a gRPC body and made-up CORS
+/// headers is refused like a POST; tonic routes on the path only, so passing it inward would
+/// serve the priced method for free.
+#[tokio::test]
+async fn f1_options_with_a_grpc_body_is_refused_like_a_post() {
+    use http_body_util::BodyExt;
+    use tower::{Service, ServiceExt};
+    let ledger = FakeLedger::new();
+    let layer = PaymentRequiredLayer::builder()
+        .pay_to(merchant())
+        .price_table([(PAID, PRICE)])
+        .unlisted_paths(nanosession::layer::Unlisted::Free)
+        .network("nano:dev")
+        .public_base_url("http://grpc.example")
+        .verifier_shared(ledger.clone())
+        .build()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(layer)
+            .add_service(PaywallServer)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    for method in [http::Method::POST, http::Method::OPTIONS] {
+        let req = http::Request::builder()
+            .method(method.clone())
+            .uri(format!("http://{addr}{PAID}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("origin", "https://evil.example")
+            .header("access-control-request-method", "POST")
+            .body(tonic::body::Body::new(http_body_util::Full::new(grpc_frame(&[0x0a, 0x02, b'h', b'i']))))
+            .unwrap();
+        let mut ch = channel.clone();
+        let resp = ch.ready().await.unwrap().call(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let collected = body.collect().await.unwrap();
+        assert_eq!(parts.headers.get("grpc-status").unwrap(), "8", "{method}: trailers-only RESOURCE_EXHAUSTED");
+        assert!(collected.to_bytes().is_empty(), "{method}: no message from the priced method");
+    }
+    assert_eq!(ledger.calls(), 0);
 }

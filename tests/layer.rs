@@ -773,8 +773,11 @@ async fn unknown_session_gets_a_fresh_challenge() {
     assert_granted(&h.send(rev5("/paid", &issued, &block)).await, &issued, &block);
 }
 
+/// The session is refused and rechallenged, but kept (amount reserved) until it is pruned after
+/// the grace, so a retry of it still being verified cannot lose it (review F14; a deviation from
+/// the spec's "deleted", recorded in docs/protocol.md).
 #[tokio::test]
-async fn expired_session_is_deleted_and_rechallenged() {
+async fn expired_session_is_refused_kept_for_the_grace_and_rechallenged() {
     let h = Harness::new();
     let now = unix_now();
     let tag = 4_271_593;
@@ -796,7 +799,7 @@ async fn expired_session_is_deleted_and_rechallenged() {
     reply.assert_failure_receipt("session_expired");
     let fresh = reply.issued();
     assert_ne!(fresh.id, expired.id);
-    assert!(h.stored(&expired.id).await.is_none(), "the expired session is deleted");
+    assert!(h.stored(&expired.id).await.is_some(), "the expired session is kept until pruned");
     assert!(h.stored(&fresh.id).await.is_some());
     assert_eq!(h.ledger.calls(), 0);
     assert!(!h.is_spent(&block).await);
@@ -945,10 +948,11 @@ async fn replayed_block_is_already_spent_on_a_new_session() {
     let reply = h.send(x402("/paid", &payload_json(&second, &block))).await;
     reply.assert_final_402("already_spent");
 
-    // The same consumed session and block again: the session no longer exists.
+    // The same consumed session and block again: granted before, never a second time, and
+    // never a fresh challenge to pay again.
     let reply = h.send(rev5("/paid", &first, &block)).await;
-    reply.assert_refusal(StatusCode::PAYMENT_REQUIRED, "unknown_session");
-    assert!(reply.has_challenge());
+    reply.assert_refusal(StatusCode::CONFLICT, "already_granted");
+    assert!(!reply.has_challenge());
     assert_eq!(h.metrics.snapshot().grants, 1);
 }
 
@@ -1116,7 +1120,7 @@ async fn store_outage_between_claim_and_take_does_not_burn_the_payment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_simultaneous_retries_are_granted_exactly_once() {
     const N: usize = 64;
-    let h = Harness::new();
+    let h = Harness::with(|b| b.verifications_per_session(N as u32));
     let issued = h.challenge("/paid").await;
     let block = h.pay(&issued);
 
@@ -1144,14 +1148,21 @@ async fn sixty_four_simultaneous_retries_are_granted_exactly_once() {
     assert_eq!(granted.len(), 1, "exactly one grant");
     assert_granted(granted[0], &issued, &block);
     for reply in replies.iter().filter(|r| r.status != StatusCode::OK) {
-        assert_eq!(reply.status, StatusCode::PAYMENT_REQUIRED);
         let reason = reply.json()["reason"].as_str().unwrap().to_owned();
-        assert!(
-            ["already_spent", "unknown_session", "session_used"].contains(&reason.as_str()),
-            "unexpected refusal {reason}"
-        );
-        reply.assert_failure_receipt(&reason);
+        match reason.as_str() {
+            // The same pair re-entered the claim and found the session granted: never pay again.
+            "already_granted" => {
+                reply.assert_refusal(StatusCode::CONFLICT, "already_granted");
+                let receipt = reply.receipt().unwrap();
+                assert!(receipt.success && receipt.transaction == block.to_string());
+                assert!(!reply.has_challenge());
+            }
+            // The first claimer, whose take lost to a re-entered retry of the same pair.
+            "session_used" => reply.assert_failure_receipt(&reason),
+            other => panic!("unexpected refusal {other}"),
+        }
     }
+    assert!(h.refusals("session_used") <= 1);
     assert_eq!(h.ledger.calls(), N, "all raced past the pre-checks");
     assert_eq!(h.spent_len().await, 1, "the block is in the spent set exactly once");
     assert!(h.is_spent(&block).await);
@@ -1205,7 +1216,7 @@ async fn sixty_four_concurrent_sessions_are_all_granted() {
 
 #[tokio::test]
 async fn pending_amounts_are_unique_until_the_tag_space_is_full() {
-    let h = Harness::with(|b| b.tag_modulus(4));
+    let h = Harness::with_sessions(MemorySessionStore::with_capacity(4), |b| b.tag_modulus(4));
     let mut issued = Vec::new();
     for _ in 0..4 {
         let reply = h.send(get_req("/paid")).await;
@@ -1232,7 +1243,7 @@ async fn pending_amounts_are_unique_until_the_tag_space_is_full() {
 /// still being verified when it expires cannot have its amount reissued under it.
 #[tokio::test]
 async fn a_just_expired_session_keeps_its_amount_for_the_grace() {
-    let h = Harness::with(|b| b.tag_modulus(2));
+    let h = Harness::with_sessions(MemorySessionStore::with_capacity(2), |b| b.tag_modulus(2));
     let now = unix_now();
     let recent = Session {
         id: SessionId::generate(),
@@ -1266,7 +1277,7 @@ async fn a_just_expired_session_keeps_its_amount_for_the_grace() {
 #[tokio::test]
 async fn the_last_free_tag_is_always_found() {
     const M: u64 = 16;
-    let h = Harness::with(|b| b.tag_modulus(M));
+    let h = Harness::with_sessions(MemorySessionStore::with_capacity(M as usize), |b| b.tag_modulus(M));
     let now = unix_now();
     let mut spurious = 0;
     for round in 0..30 {
@@ -1387,8 +1398,11 @@ async fn price_fn_returning_an_invalid_price_is_500() {
     assert_eq!(h.send(get_req("/free")).await.status, StatusCode::OK);
 }
 
+/// Review F1: anyone can send the two "preflight" headers. A preflight on a priced route is
+/// priced like any request (a CORS layer outside the paywall answers real ones, see
+/// `tests/cors.rs`), and never reaches the handler.
 #[tokio::test]
-async fn cors_preflight_on_a_priced_route_passes_through() {
+async fn cors_preflight_on_a_priced_route_is_priced_not_passed_inward() {
     let h = Harness::new();
     let req = Request::builder()
         .method(Method::OPTIONS)
@@ -1398,12 +1412,9 @@ async fn cors_preflight_on_a_priced_route_passes_through() {
         .body(Body::empty())
         .unwrap();
     let reply = h.send(req).await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT, "the handler answered the preflight");
-    assert!(!reply.has_challenge());
-    assert!(reply.receipt().is_none());
-    assert_eq!(h.metrics.snapshot().challenges, 0);
-    // GET on the same route is priced.
-    h.challenge("/paid").await;
+    reply.assert_refusal(StatusCode::PAYMENT_REQUIRED, "payment_required");
+    assert!(reply.has_challenge());
+    assert_eq!(h.ledger.calls(), 0);
 }
 
 /// An OPTIONS request that is not a CORS preflight is priced: a handler that ignores the method
@@ -1686,7 +1697,9 @@ async fn logs_never_contain_the_session_id() {
     assert_granted(&paid, &issued, &block);
     let second = h.challenge("/paid").await;
     h.send(rev5("/paid", &second, &block)).await.assert_final_402("already_spent");
-    let fresh = h.send(rev5("/paid", &issued, &block)).await; // unknown_session now
+    let granted = h.send(rev5("/paid", &issued, &block)).await;
+    granted.assert_refusal(StatusCode::CONFLICT, "already_granted");
+    let fresh = h.send(rev5("/paid", &issued, &unknown)).await; // unknown_session now
     fresh.assert_refusal(StatusCode::PAYMENT_REQUIRED, "unknown_session");
     let third = fresh.issued();
 
@@ -1726,4 +1739,432 @@ fn verified_payment_debug_hides_the_session_id() {
         assert!(!text.contains(&session.to_string()[..16]), "{text}");
     }
     assert!(debug.contains(&session.fingerprint()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixes of the adversarial review of 57fee3c (shared/reviews/security-57fee3c.md). Each test
+// fails on 57fee3c.
+
+/// A handler that counts its calls and serves "the paid content" whatever the method.
+fn counting_handler(calls: &Arc<std::sync::atomic::AtomicUsize>) -> impl Fn() -> Ready<&'static str> + Clone {
+    let calls = calls.clone();
+    move || {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ready("the paid content")
+    }
+}
+
+fn preflight_req(path: &str, body: &'static str) -> Request<Body> {
+    Request::builder()
+        .method(Method::OPTIONS)
+        .uri(path)
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// F1 on every kind of axum route that ignores the method: `any()`, `route_service`, `fallback`.
+#[tokio::test]
+async fn f1_options_with_preflight_headers_never_reaches_a_method_agnostic_handler() {
+    let ledger = FakeLedger::new();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let layer = base_builder(&ledger).build().unwrap().json_body();
+    let handler = counting_handler(&calls);
+    let apps = [
+        Router::new().route("/paid", axum::routing::any(handler.clone())).layer(layer.clone()),
+        Router::new()
+            .route_service("/paid", tower::service_fn(move |_: Request<Body>| {
+                let h = handler.clone();
+                async move { Ok::<_, Infallible>(Response::new(Body::from(h().await))) }
+            }))
+            .layer(layer.clone()),
+        Router::new().fallback(counting_handler(&calls)).layer(layer.clone()),
+    ];
+    for app in apps {
+        for body in ["", "a body"] {
+            let reply = Reply::read(app.clone().oneshot(preflight_req("/paid", body)).await.unwrap()).await;
+            reply.assert_refusal(StatusCode::PAYMENT_REQUIRED, "payment_required");
+        }
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0, "the handler was never called");
+    assert_eq!(ledger.calls(), 0, "the verifier was never called");
+}
+
+/// F3: a layer inside a nested router, keyed by the public path, prices it (`OriginalUri`).
+#[tokio::test]
+async fn f3_price_table_under_a_nested_router_uses_the_public_path() {
+    let ledger = FakeLedger::new();
+    for key in ["/api/paid", "/paid"] {
+        let layer = base_builder(&ledger)
+            .price_table([(key, price())])
+            .unlisted_paths(nanosession::layer::Unlisted::Free)
+            .build()
+            .unwrap()
+            .json_body();
+        let inner = Router::new().route("/paid", get(paid_handler)).route("/free", get(free_handler)).layer(layer);
+        let app = Router::new().nest("/api", inner);
+        let reply = Reply::read(app.clone().oneshot(get_req("/api/paid")).await.unwrap()).await;
+        reply.assert_refusal(StatusCode::PAYMENT_REQUIRED, "payment_required");
+        assert_eq!(
+            reply.issued().required.resource.url,
+            format!("{BASE}/api/paid"),
+            "the resource URL is the public one"
+        );
+        let free = Reply::read(app.oneshot(get_req("/api/free")).await.unwrap()).await;
+        assert_eq!(free.status, StatusCode::OK, "table keyed {key}");
+    }
+}
+
+/// F3: every spelling of a priced path is priced, even in front of a service that serves any
+/// spelling (like `ServeDir`); with `Deny`, unlisted paths never reach it.
+#[tokio::test]
+async fn f3_every_spelling_of_a_priced_path_is_priced_and_deny_blocks_the_rest() {
+    let ledger = FakeLedger::new();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let lenient = {
+        let calls = calls.clone();
+        tower::service_fn(move |_: Request<Body>| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            ready(Ok::<_, Infallible>(Response::new(Body::from("file"))))
+        })
+    };
+    let layer = base_builder(&ledger)
+        .price_table([("/files/report.pdf", price())])
+        .unlisted_paths(nanosession::layer::Unlisted::Deny)
+        .build()
+        .unwrap()
+        .json_body();
+    let svc = layer.layer(lenient);
+    for path in [
+        "/files/report.pdf",
+        "/files/%72eport.pdf",
+        "/files//report.pdf",
+        "/files/./report.pdf",
+        "/files/x/../report.pdf",
+        "//files/report.pdf/",
+        "/files/report.pdf?download=1",
+    ] {
+        let reply = Reply::read(svc.clone().oneshot(get_req(path)).await.unwrap()).await;
+        reply.assert_refusal(StatusCode::PAYMENT_REQUIRED, "payment_required");
+    }
+    let unlisted = Reply::read(svc.clone().oneshot(get_req("/files/other.pdf")).await.unwrap()).await;
+    assert_eq!(unlisted.status, StatusCode::NOT_FOUND);
+    assert_eq!(unlisted.json()["reason"], "not_found");
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let err = base_builder(&ledger).price_table([("/a", price())]).build().map(|_| ()).unwrap_err();
+    assert_eq!(err, ConfigError::MissingUnlistedPolicy, "the policy for unlisted paths is explicit");
+}
+
+/// F4 (the review's E3): the take fails after the claim, the outage outlasts the session; the
+/// paid session still settles once the store is back.
+#[tokio::test]
+async fn f4_outage_between_claim_and_take_outlasting_the_session_does_not_burn_the_payment() {
+    let ledger = FakeLedger::new();
+    let sessions = Arc::new(MemorySessionStore::default());
+    let spent = Arc::new(MemorySpentSet::default());
+    let store = FailingStore::new(sessions.clone(), spent.clone());
+    let layer = base_builder(&ledger)
+        .session_ttl(Duration::from_secs(1))
+        .session_store_shared(store.clone())
+        .spent_set_shared(store.clone())
+        .build()
+        .unwrap()
+        .json_body();
+    let h = Harness { app: routes().layer(layer.clone()), ledger, sessions, spent, metrics: layer.metrics() };
+    let issued = h.challenge("/paid").await;
+    let block = h.pay(&issued);
+    store.fail_only(&[StoreOp::Take]);
+    h.send(rev5("/paid", &issued, &block)).await.assert_refusal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    store.fail_only(&[]);
+    assert_granted(&h.send(rev5("/paid", &issued, &block)).await, &issued, &block);
+}
+
+/// A verifier that takes `delay` before answering as the ledger would.
+struct Slow {
+    ledger: Arc<FakeLedger>,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl nanosession::verify::PaymentVerifier for Slow {
+    async fn verify(
+        &self,
+        hash: &BlockHash,
+        expected: &nanosession::verify::Expected,
+    ) -> Result<nanosession::verify::VerifiedBlock, Rejection> {
+        tokio::time::sleep(self.delay).await;
+        self.ledger.verify(hash, expected).await
+    }
+}
+
+/// F14: a retry that arrived in time is still verifying when the session expires; a second
+/// retry after expiry gets `session_expired` but must not delete the session under the first,
+/// which is granted.
+#[tokio::test]
+async fn f14_expiry_during_an_in_flight_verification_does_not_burn_it() {
+    let ledger = FakeLedger::new();
+    let sessions = Arc::new(MemorySessionStore::default());
+    let spent = Arc::new(MemorySpentSet::default());
+    let layer = base_builder(&ledger)
+        .verifier(Slow { ledger: ledger.clone(), delay: Duration::from_millis(3500) })
+        .session_ttl(Duration::from_secs(1))
+        .session_store_shared(sessions.clone())
+        .spent_set_shared(spent.clone())
+        .build()
+        .unwrap()
+        .json_body();
+    let h = Harness { app: routes().layer(layer.clone()), ledger, sessions, spent, metrics: layer.metrics() };
+    let issued = h.challenge("/paid").await;
+    let block = h.pay(&issued);
+    let first = {
+        let app = h.app.clone();
+        let req = rev5("/paid", &issued, &block);
+        tokio::spawn(async move { Reply::read(app.oneshot(req).await.unwrap()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(2200)).await; // the session is now expired
+    let late = h.send(rev5("/paid", &issued, &block)).await;
+    late.assert_refusal(StatusCode::PAYMENT_REQUIRED, "session_expired");
+    assert_granted(&first.await.unwrap(), &issued, &block);
+}
+
+/// F17: a price cut between challenge and retry honours the session issued at the old price;
+/// a rise does not let a cheaper session pay.
+#[tokio::test]
+async fn f17_a_price_change_between_challenge_and_retry() {
+    let current = Arc::new(std::sync::atomic::AtomicU64::new(2));
+    let price_now = current.clone();
+    let h = Harness::with(move |b| {
+        b.price_fn(move |_| Some(Raw::new(PRICE * price_now.load(std::sync::atomic::Ordering::SeqCst) as u128)))
+    });
+    let issued = h.challenge("/paid").await;
+    let block = h.ledger.pay(merchant(), issued.amount);
+    current.store(1, std::sync::atomic::Ordering::SeqCst); // cheaper now
+    let reply = h.send(rev5("/paid", &issued, &block)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", String::from_utf8_lossy(&reply.body));
+
+    let cheap = h.challenge("/paid").await;
+    let block = h.ledger.pay(merchant(), cheap.amount);
+    current.store(3, std::sync::atomic::Ordering::SeqCst); // dearer now
+    h.send(rev5("/paid", &cheap, &block)).await.assert_refusal(StatusCode::PAYMENT_REQUIRED, "unknown_session");
+}
+
+/// F13: a verification that would outlast the session's grace is cut off at the deadline with
+/// a 503, nothing consumed; and a verifier that says it may take longer than the grace is
+/// refused at build.
+#[tokio::test(start_paused = true)]
+async fn f13_verification_is_bounded_by_the_session_deadline() {
+    let ledger = FakeLedger::new();
+    let sessions = Arc::new(MemorySessionStore::default());
+    let layer = base_builder(&ledger)
+        .verifier(Slow { ledger: ledger.clone(), delay: Duration::from_secs(3600) })
+        .session_store_shared(sessions.clone())
+        .build()
+        .unwrap()
+        .json_body();
+    let app = routes().layer(layer);
+    let now = unix_now();
+    // A retry one second before expiry; the verifier would take an hour (tokio's clock is
+    // paused and jumps ahead, so the test does not wait).
+    let deadline_soon = Session {
+        id: SessionId::generate(),
+        pay_to: merchant(),
+        price: price(),
+        tag: 7,
+        amount: Raw::new(PRICE + 7),
+        created_at: now - 299,
+        expires_at: now + 1,
+    };
+    sessions.insert(&deadline_soon, now).await.unwrap();
+    let block = ledger.pay_at(merchant(), deadline_soon.amount, now - 298);
+    let started = tokio::time::Instant::now();
+    let req = with_headers("/paid", &rev5_headers(&deadline_soon.id.to_string(), &block.to_string()));
+    let reply = Reply::read(app.oneshot(req).await.unwrap()).await;
+    reply.assert_refusal(StatusCode::SERVICE_UNAVAILABLE, "verifier_unavailable");
+    let waited = started.elapsed();
+    let bound = Duration::from_secs(1 + nanosession::store::SESSION_GRACE_SECS - 5);
+    assert!(waited <= bound + Duration::from_secs(1) && waited + Duration::from_secs(2) >= bound, "{waited:?}");
+    assert!(sessions.get(&deadline_soon.id).await.unwrap().is_some(), "nothing consumed");
+
+    struct Unbounded;
+    #[async_trait::async_trait]
+    impl nanosession::verify::PaymentVerifier for Unbounded {
+        async fn verify(
+            &self,
+            _: &BlockHash,
+            _: &nanosession::verify::Expected,
+        ) -> Result<nanosession::verify::VerifiedBlock, Rejection> {
+            Err(Rejection::NotFound)
+        }
+        fn max_duration(&self, confirm_wait: Duration) -> Option<Duration> {
+            Some(confirm_wait + Duration::from_secs(80))
+        }
+    }
+    let err = complete().verifier(Unbounded).build().map(|_| ()).unwrap_err();
+    assert!(matches!(err, ConfigError::VerificationTooLong { .. }), "{err:?}");
+}
+
+/// F7: a granted response is private and not stored, unless the service chose its own
+/// `Cache-Control`; configurable.
+#[tokio::test]
+async fn f7_paid_responses_are_not_cacheable_by_shared_caches() {
+    let h = Harness::new();
+    let issued = h.challenge("/paid").await;
+    let block = h.pay(&issued);
+    let reply = h.send(rev5("/paid", &issued, &block)).await;
+    assert_granted(&reply, &issued, &block);
+    assert_eq!(reply.header(&http::header::CACHE_CONTROL), Some("private, no-store"));
+
+    let ledger = FakeLedger::new();
+    let own = |on: Option<HeaderValue>| {
+        let layer = base_builder(&ledger).paid_cache_control(on).build().unwrap().json_body();
+        Router::new()
+            .route("/paid", get(|| async { ([(http::header::CACHE_CONTROL, "private, max-age=60")], "x") }))
+            .route("/plain", get(|| async { "x" }))
+            .layer(layer)
+    };
+    for (path, setting, expected) in [
+        ("/paid", Some(hv("private, no-store")), Some("private, max-age=60")),
+        ("/plain", None, None),
+    ] {
+        let app = own(setting);
+        let issued = Reply::read(app.clone().oneshot(get_req(path)).await.unwrap()).await.issued();
+        let block = ledger.pay(merchant(), issued.amount);
+        let reply = Reply::read(app.oneshot(rev5(path, &issued, &block)).await.unwrap()).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.header(&http::header::CACHE_CONTROL), expected, "{path}");
+    }
+}
+
+/// Issue 8 item 6: the retry of a granted (session, block) pair is told it was granted, with
+/// the receipt, and is never given a fresh challenge to pay again.
+#[tokio::test]
+async fn retry_of_a_granted_pair_is_already_granted_never_a_new_challenge() {
+    let h = Harness::new();
+    let issued = h.challenge("/paid").await;
+    let block = h.pay(&issued);
+    assert_granted(&h.send(rev5("/paid", &issued, &block)).await, &issued, &block);
+    for req in [rev5("/paid", &issued, &block), x402("/paid", &payload_json(&issued, &block))] {
+        let again = h.send(req).await;
+        again.assert_refusal(StatusCode::CONFLICT, "already_granted");
+        assert!(!again.has_challenge(), "no fresh challenge: the client must not pay again");
+        let receipt = again.receipt().expect("the receipt of the grant");
+        assert!(receipt.success);
+        assert_eq!(receipt.transaction, block.to_string());
+        assert_eq!(receipt.network, NETWORK);
+    }
+    assert_eq!(h.metrics.snapshot().grants, 1);
+    // Another session's block on this session is still already_spent, not already_granted.
+    let other = h.challenge("/paid").await;
+    h.send(rev5("/paid", &other, &block)).await.assert_final_402("already_spent");
+}
+
+/// F10: one client's burst of unpaid requests is bounded; other clients still get sessions;
+/// bogus proofs (which earn fresh challenges) count too.
+#[tokio::test]
+async fn f10_sessions_per_client_are_bounded() {
+    let h = Harness::with(|b| b.sessions_per_client(3, nanosession::layer::client_key::header("x-real-ip")));
+    let from = |ip: &str, extra: &[(HeaderName, HeaderValue)]| {
+        let mut headers = vec![(HeaderName::from_static("x-real-ip"), hv(ip))];
+        headers.extend_from_slice(extra);
+        with_headers("/paid", &headers)
+    };
+    for _ in 0..2 {
+        h.send(from("192.0.2.1", &[])).await.assert_refusal(StatusCode::PAYMENT_REQUIRED, "payment_required");
+    }
+    let bogus = rev5_headers(&SessionId::generate().to_string(), &BlockHash::from_bytes([3; 32]).to_string());
+    h.send(from("192.0.2.1", &bogus)).await.assert_refusal(StatusCode::PAYMENT_REQUIRED, "unknown_session");
+    let limited = h.send(from("192.0.2.1", &[])).await;
+    limited.assert_refusal(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(limited.retry_after().is_some() && !limited.has_challenge());
+    h.send(from("192.0.2.1", &bogus)).await.assert_refusal(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    h.send(from("192.0.2.2", &[])).await.assert_refusal(StatusCode::PAYMENT_REQUIRED, "payment_required");
+    assert_eq!(h.metrics.snapshot().challenges, 4);
+}
+
+/// F15: one session buys a bounded number of node round trips.
+#[tokio::test]
+async fn f15_verifier_calls_per_session_are_bounded() {
+    let h = Harness::with(|b| b.verifications_per_session(3));
+    let issued = h.challenge("/paid").await;
+    for i in 0..3 {
+        let reply = h.send(rev5("/paid", &issued, &BlockHash::from_bytes([i; 32]))).await;
+        reply.assert_refusal(StatusCode::PAYMENT_REQUIRED, "block_not_found");
+    }
+    let limited = h.send(rev5("/paid", &issued, &BlockHash::from_bytes([9; 32]))).await;
+    limited.assert_refusal(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_eq!(h.ledger.calls(), 3, "the fourth attempt never reached the node");
+    assert!(h.stored(&issued.id).await.is_some(), "the session is kept");
+}
+
+/// F10, F22, interop: tag spaces that run out before the store, tags a JavaScript client would
+/// round, absurd lifetimes and zero bounds are refused at build.
+#[test]
+fn build_refuses_tag_spaces_and_lifetimes_that_cannot_work() {
+    let err = |b: PaymentRequiredLayerBuilder| b.build().map(|_| ()).unwrap_err();
+    assert_eq!(
+        err(complete().price(Raw::new(1 << 60)).tag_modulus((1 << 53) + 1)),
+        ConfigError::TagModulusTooLarge((1 << 53) + 1)
+    );
+    assert!(complete().price(Raw::new(1 << 60)).tag_modulus(1 << 53).build().is_ok());
+    assert_eq!(
+        err(complete().tag_modulus(1000).session_store(MemorySessionStore::with_capacity(1001))),
+        ConfigError::TagModulusBelowCapacity { modulus: 1000, capacity: 1001 }
+    );
+    assert_eq!(err(complete().session_ttl(Duration::from_secs(8 * 24 * 3600))), ConfigError::SessionTtlTooLong);
+    assert!(matches!(err(complete().verifications_per_session(0)), ConfigError::ZeroLimit(_)));
+    assert!(matches!(err(complete().sessions_per_client(0, |_| None)), ConfigError::ZeroLimit(_)));
+}
+
+/// F11: a granted block stays spent for years by default (a node re-bootstrap re-stamps old
+/// blocks as new, so an entry dropped after 30 days could be farmed again).
+#[tokio::test]
+async fn f11_spent_entries_outlive_years_by_default() {
+    let h = Harness::new();
+    let issued = h.challenge("/paid").await;
+    let block = h.pay(&issued);
+    assert_granted(&h.send(rev5("/paid", &issued, &block)).await, &issued, &block);
+    h.spent.prune(unix_now() + 5 * 365 * 24 * 3600).await.unwrap();
+    assert!(h.is_spent(&block).await, "still spent five years on");
+}
+
+/// F20: proof headers are marked sensitive before the request goes inward.
+#[tokio::test]
+async fn f20_proof_headers_reach_the_service_marked_sensitive() {
+    let ledger = FakeLedger::new();
+    let layer = base_builder(&ledger).build().unwrap().json_body();
+    let app = Router::new()
+        .route(
+            "/paid",
+            get(|headers: HeaderMap| async move {
+                let sensitive = [X_PAYMENT_SESSION, PAYMENT_SIGNATURE]
+                    .iter()
+                    .filter_map(|n| headers.get(n))
+                    .all(HeaderValue::is_sensitive);
+                sensitive.to_string()
+            }),
+        )
+        .layer(layer);
+    for form in 0..2 {
+        let issued = Reply::read(app.clone().oneshot(get_req("/paid")).await.unwrap()).await.issued();
+        let block = ledger.pay(merchant(), issued.amount);
+        let req = if form == 0 { rev5("/paid", &issued, &block) } else { x402("/paid", &payload_json(&issued, &block)) };
+        let reply = Reply::read(app.clone().oneshot(req).await.unwrap()).await;
+        assert_eq!((reply.status, &reply.body[..]), (StatusCode::OK, &b"true"[..]));
+    }
+}
+
+/// Fuzz finding: only `application/grpc` itself (or `+…`/`;…` after it) is gRPC.
+#[tokio::test]
+async fn only_real_grpc_content_types_get_trailers_only_refusals() {
+    let h = Harness::new();
+    for (ct, grpc) in [("application/grpc", true), ("application/grpc+proto", true), ("application/grpcfoo", false)] {
+        let reply = h.send(with_headers("/paid", &[(http::header::CONTENT_TYPE, hv(ct))])).await;
+        assert_eq!(reply.status == StatusCode::OK && reply.headers.contains_key("grpc-status"), grpc, "{ct}");
+        if !grpc {
+            assert_eq!(reply.status, StatusCode::PAYMENT_REQUIRED, "{ct}");
+        }
+    }
 }

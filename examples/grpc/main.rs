@@ -47,6 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let paywall = PaymentRequiredLayer::builder()
         .pay_to(merchant)
         .price_table([(PAID, PRICE), (PAID_STREAM, PRICE)])
+        .unlisted_paths(nanosession::layer::Unlisted::Free) // the other methods are free
         .network("nano:dev")
         .public_base_url("http://127.0.0.1")
         .verifier(NanoRpcVerifier::builder(NanoRpcClient::new([node.rpc_url()])?).build())

@@ -6,8 +6,9 @@ use crate::protocol::{PaymentRequired, Reason};
 /// Everything the layer knows about a refusal, handed to a [`RefusalBody`] to render.
 #[derive(Clone, Debug)]
 pub struct Refusal {
-    /// The protocol reason; `None` only for a server misconfiguration (a dynamic price that
-    /// breaks the tag-modulus rule), which is answered with 500.
+    /// The protocol reason; `None` only for a path a denying price table does not list (404)
+    /// and for a server misconfiguration (a dynamic price that breaks the tag-modulus rule,
+    /// 500).
     pub reason: Option<Reason>,
     /// The HTTP status of the response.
     pub status: StatusCode,
@@ -30,9 +31,14 @@ impl Refusal {
         }
     }
 
-    /// The reason code (`"internal_error"` for a misconfiguration).
+    /// The reason code (`"not_found"` for a path a denying price table does not list,
+    /// `"internal_error"` for a misconfiguration).
     pub fn code(&self) -> &'static str {
-        self.reason.map_or("internal_error", Reason::code)
+        match self.reason {
+            Some(reason) => reason.code(),
+            None if self.status == StatusCode::NOT_FOUND => "not_found",
+            None => "internal_error",
+        }
     }
 
     /// The default JSON body: `{"error": …, "reason": …}`, plus `detail` for malformed proofs

@@ -6,7 +6,9 @@ use http::request::Parts;
 use tower_layer::Layer;
 
 use super::body::{EmptyBody, FnBody, JsonBody, Refusal};
+use super::limit::RateWindow;
 use super::metrics::Metrics;
+use super::path::{PriceTable, Unlisted};
 use super::service::PaymentRequired;
 use crate::nano::{Address, Raw};
 use crate::protocol::Challenge;
@@ -15,13 +17,24 @@ use crate::verify::PaymentVerifier;
 
 /// A price computed from the request head; `None` means "free, pass through".
 pub(crate) type PriceFn = dyn Fn(&Parts) -> Option<Raw> + Send + Sync;
+/// Who is asking, for the per-client session bound; `None` means "not limited".
+pub(crate) type ClientKeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 
 pub(crate) enum Pricing {
     Static(Raw),
-    /// Exact request path (a gRPC method such as `/pkg.Service/Method`) to price.
-    Table(std::collections::HashMap<String, Raw>),
+    /// Canonical request path (a gRPC method such as `/pkg.Service/Method`) to price.
+    Table(PriceTable),
     Dynamic(Box<PriceFn>),
 }
+
+/// The longest session lifetime the builder accepts (a week): longer ones only hold tags and
+/// store space, and absurd ones overflow the expiry's date.
+const MAX_SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Largest tag modulus: every tag then stays below 2^53, exact in a JavaScript number.
+pub const MAX_TAG_MODULUS: u64 = 1 << 53;
+/// Default spent-set retention: ten years, in effect forever. A node re-bootstrap re-stamps
+/// every old block as new, so a block whose entry was dropped can be farmed again (review F11).
+pub const DEFAULT_SPENT_RETENTION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Everything one layer needs, validated once and shared by every service it wraps.
 pub(crate) struct Shared {
@@ -38,6 +51,12 @@ pub(crate) struct Shared {
     pub grpc_codes: [i32; crate::protocol::Reason::ALL.len()],
     pub metrics: Arc<Metrics>,
     pub last_prune: std::sync::atomic::AtomicU64,
+    /// `Cache-Control` added to granted responses that set none.
+    pub paid_cache_control: Option<http::HeaderValue>,
+    /// New sessions per client key (review F10).
+    pub per_client: Option<(Box<ClientKeyFn>, RateWindow)>,
+    /// Verifier calls per session (review F15).
+    pub per_session: RateWindow,
 }
 
 /// A configuration the layer refuses to run with, found when it is built.
@@ -82,6 +101,34 @@ pub enum ConfigError {
     /// The session lifetime is zero.
     #[error("session_ttl must be at least one second")]
     ZeroSessionTtl,
+    /// A price table was set without choosing what happens to unlisted paths.
+    #[error("price_table needs an explicit policy for unlisted paths: .unlisted_paths(Unlisted::Free or Unlisted::Deny)")]
+    MissingUnlistedPolicy,
+    /// The tag modulus is above 2^53: JavaScript clients would round the tag.
+    #[error("tag_modulus {0} is above 2^53; JavaScript clients would round tags")]
+    TagModulusTooLarge(u64),
+    /// The tag modulus is below the session store's capacity, so tags run out first.
+    #[error("tag_modulus {modulus} is below the session store capacity {capacity}: every 402 would be a 503 long before the store is full")]
+    TagModulusBelowCapacity {
+        /// The tag modulus.
+        modulus: u64,
+        /// The store's capacity.
+        capacity: u64,
+    },
+    /// The session lifetime is longer than a week.
+    #[error("session_ttl must be at most 7 days")]
+    SessionTtlTooLong,
+    /// A rate bound of zero.
+    #[error("{0} must be at least 1")]
+    ZeroLimit(&'static str),
+    /// The verifier may take longer than the session grace keeps a session for a paid retry.
+    #[error("the verifier may take {max:?} (confirm_wait included), more than the {grace:?} a session is kept past expiry for a retry being verified")]
+    VerificationTooLong {
+        /// The verifier's longest verification with this confirm wait.
+        max: Duration,
+        /// The grace left for it.
+        grace: Duration,
+    },
     /// Spent-set retention does not exceed session lifetime plus skew.
     #[error("spent-set retention ({retention:?}) must exceed session_ttl + timestamp_skew ({needed:?})")]
     RetentionTooShort {
@@ -204,6 +251,10 @@ pub struct PaymentRequiredLayerBuilder {
     verifier: Option<Arc<dyn PaymentVerifier>>,
     expose_headers: bool,
     grpc_codes: [i32; crate::protocol::Reason::ALL.len()],
+    unlisted: Option<Unlisted>,
+    paid_cache_control: Option<http::HeaderValue>,
+    per_client: Option<(u32, Box<ClientKeyFn>)>,
+    verifications_per_session: u32,
 }
 
 impl Default for PaymentRequiredLayerBuilder {
@@ -219,12 +270,16 @@ impl Default for PaymentRequiredLayerBuilder {
             tag_modulus: 10_000_000,
             confirm_wait: Duration::from_secs(3),
             timestamp_skew: Duration::from_secs(30),
-            retention: Duration::from_secs(30 * 24 * 3600),
+            retention: DEFAULT_SPENT_RETENTION,
             sessions: None,
             spent: None,
             verifier: None,
             expose_headers: false,
             grpc_codes: crate::protocol::Reason::ALL.map(crate::protocol::Reason::grpc_code),
+            unlisted: None,
+            paid_cache_control: Some(http::HeaderValue::from_static("private, no-store")),
+            per_client: None,
+            verifications_per_session: DEFAULT_VERIFICATIONS_PER_SESSION,
         }
     }
 }
@@ -247,24 +302,73 @@ impl PaymentRequiredLayerBuilder {
         self
     }
 
-    /// One price for every request the layer sees (except CORS preflights), in raw. Must be a multiple
-    /// of the tag modulus.
+    /// One price for every request the layer sees (`OPTIONS` included: put a CORS layer outside
+    /// the paywall to answer preflights), in raw. Must be a multiple of the tag modulus.
     pub fn price(mut self, price: Raw) -> Self {
         self.pricing = Some(Pricing::Static(price));
         self
     }
 
-    /// A price per exact request path, e.g. per gRPC method (`/pkg.Service/Method`); paths not
-    /// in the table pass through for free. Every price must be a multiple of the tag modulus.
+    /// A price per request path, e.g. per gRPC method (`/pkg.Service/Method`). Paths are
+    /// compared in their canonical spelling ([`normalize_path`](super::normalize_path)), and
+    /// under a nested axum router by the public path (`OriginalUri`, with the `axum` feature).
+    /// What unlisted paths get must be chosen with [`unlisted_paths`](Self::unlisted_paths).
+    /// Every price must be a multiple of the tag modulus.
     ///
     /// ```
-    /// # use nanosession::{PaymentRequiredLayer, nano::Raw};
+    /// # use nanosession::{PaymentRequiredLayer, nano::Raw, layer::Unlisted};
     /// let builder = PaymentRequiredLayer::builder()
-    ///     .price_table([("/demo.Paywall/Paid", Raw::new(10_000_000)), ("/demo.Paywall/PaidStream", Raw::new(20_000_000))]);
+    ///     .price_table([("/demo.Paywall/Paid", Raw::new(10_000_000)), ("/demo.Paywall/PaidStream", Raw::new(20_000_000))])
+    ///     .unlisted_paths(Unlisted::Free); // the other methods are free
     /// # let _ = builder;
     /// ```
     pub fn price_table<P: Into<String>>(mut self, prices: impl IntoIterator<Item = (P, Raw)>) -> Self {
-        self.pricing = Some(Pricing::Table(prices.into_iter().map(|(p, r)| (p.into(), r)).collect()));
+        let prices = prices.into_iter().map(|(p, r)| (p.into(), r));
+        self.pricing = Some(Pricing::Table(PriceTable::new(prices, Unlisted::Deny)));
+        self
+    }
+
+    /// What a [`price_table`](Self::price_table) does with paths it does not list (required
+    /// with a table): [`Unlisted::Free`] passes them through, [`Unlisted::Deny`] answers 404.
+    /// Choose `Deny` in front of `nest_service`, file servers and proxies.
+    pub fn unlisted_paths(mut self, policy: Unlisted) -> Self {
+        self.unlisted = Some(policy);
+        self
+    }
+
+    /// `Cache-Control` for granted responses whose service set none (default
+    /// `private, no-store`, so no shared cache serves paid content, or the payer's receipt, to
+    /// the next caller); `None` adds nothing.
+    pub fn paid_cache_control(mut self, value: Option<http::HeaderValue>) -> Self {
+        self.paid_cache_control = value;
+        self
+    }
+
+    /// At most `max` new sessions per client within one session lifetime (per instance),
+    /// where `key` names the client from the request head (`None`: not limited). Over the
+    /// bound the layer answers `429 rate_limited` and stores nothing, so one client cannot fill
+    /// the session store and lock every payer out. Off by default.
+    ///
+    /// ```
+    /// # use nanosession::PaymentRequiredLayer;
+    /// use nanosession::layer::client_key;
+    /// let builder = PaymentRequiredLayer::builder()
+    ///     .sessions_per_client(20, client_key::header("x-real-ip"));
+    /// # let _ = builder;
+    /// ```
+    pub fn sessions_per_client<F>(mut self, max: u32, key: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.per_client = Some((max, Box::new(key)));
+        self
+    }
+
+    /// At most `max` verifier calls per session per minute (per instance; default 20). Past it
+    /// a paid retry gets `429 rate_limited` without touching the node, so one free session
+    /// cannot spend the node's request quota.
+    pub fn verifications_per_session(mut self, max: u32) -> Self {
+        self.verifications_per_session = max;
         self
     }
 
@@ -335,7 +439,9 @@ impl PaymentRequiredLayerBuilder {
         self
     }
 
-    /// How long a spent block hash is kept (default 30 days); must exceed session TTL + skew.
+    /// How long a spent block hash is kept (default [`DEFAULT_SPENT_RETENTION`], ten years);
+    /// must exceed session TTL + skew. A shorter retention re-opens old payments for replay after
+    /// a node re-bootstrap (see `docs/production.md`).
     pub fn spent_retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -398,11 +504,15 @@ impl PaymentRequiredLayerBuilder {
         if self.tag_modulus == 0 {
             return Err(ConfigError::ZeroTagModulus);
         }
-        let pricing = self.pricing.ok_or(ConfigError::MissingPrice)?;
-        match &pricing {
+        if self.tag_modulus > MAX_TAG_MODULUS {
+            return Err(ConfigError::TagModulusTooLarge(self.tag_modulus));
+        }
+        let mut pricing = self.pricing.ok_or(ConfigError::MissingPrice)?;
+        match &mut pricing {
             Pricing::Static(price) => check_price(*price, self.tag_modulus)?,
-            Pricing::Table(prices) => {
-                prices.values().try_for_each(|price| check_price(*price, self.tag_modulus))?
+            Pricing::Table(table) => {
+                table.unlisted = self.unlisted.ok_or(ConfigError::MissingUnlistedPolicy)?;
+                table.prices().try_for_each(|price| check_price(*price, self.tag_modulus))?
             }
             Pricing::Dynamic(_) => {} // checked per request
         }
@@ -422,6 +532,29 @@ impl PaymentRequiredLayerBuilder {
         if self.session_ttl.as_secs() == 0 {
             return Err(ConfigError::ZeroSessionTtl);
         }
+        if self.session_ttl > MAX_SESSION_TTL {
+            return Err(ConfigError::SessionTtlTooLong);
+        }
+        // The verification of a retry that arrived just in time must end inside the grace,
+        // or its session could be pruned (or its amount reissued) under it (review F13).
+        let grace = Duration::from_secs(crate::store::SESSION_GRACE_SECS) - VERIFY_MARGIN;
+        if let Some(max) = verifier.max_duration(self.confirm_wait) {
+            if max > grace {
+                return Err(ConfigError::VerificationTooLong { max, grace });
+            }
+        }
+        if self.verifications_per_session == 0 {
+            return Err(ConfigError::ZeroLimit("verifications_per_session"));
+        }
+        if matches!(self.per_client, Some((0, _))) {
+            return Err(ConfigError::ZeroLimit("sessions_per_client"));
+        }
+        let sessions = self.sessions.unwrap_or_else(|| Arc::new(MemorySessionStore::default()));
+        if let Some(capacity) = sessions.capacity() {
+            if self.tag_modulus < capacity {
+                return Err(ConfigError::TagModulusBelowCapacity { modulus: self.tag_modulus, capacity });
+            }
+        }
         let needed = self.session_ttl.saturating_add(self.timestamp_skew);
         if self.retention <= needed {
             return Err(ConfigError::RetentionTooShort { retention: self.retention, needed });
@@ -440,7 +573,7 @@ impl PaymentRequiredLayerBuilder {
         let shared = Shared {
             challenge,
             pricing,
-            sessions: self.sessions.unwrap_or_else(|| Arc::new(MemorySessionStore::default())),
+            sessions,
             spent: self.spent.unwrap_or_else(|| Arc::new(MemorySpentSet::default())),
             verifier,
             session_ttl: self.session_ttl,
@@ -451,10 +584,18 @@ impl PaymentRequiredLayerBuilder {
             grpc_codes: self.grpc_codes,
             metrics: Arc::default(),
             last_prune: Default::default(),
+            paid_cache_control: self.paid_cache_control,
+            per_client: self.per_client.map(|(max, key)| (key, RateWindow::new(max, self.session_ttl))),
+            per_session: RateWindow::new(self.verifications_per_session, Duration::from_secs(60)),
         };
         Ok(PaymentRequiredLayer { shared: Arc::new(shared), body: EmptyBody })
     }
 }
+
+/// Default bound on verifier calls per session per minute.
+pub const DEFAULT_VERIFICATIONS_PER_SESSION: u32 = 20;
+/// Kept free at the end of the grace: the claim and take after verification.
+pub(crate) const VERIFY_MARGIN: Duration = Duration::from_secs(5);
 
 /// The rule every price obeys: above zero, a multiple of the modulus (so `amount % modulus ==
 /// tag`), and room for the largest tag.

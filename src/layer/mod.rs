@@ -4,12 +4,19 @@
 
 mod body;
 mod builder;
+pub mod client_key;
 mod future;
+mod limit;
 mod metrics;
+mod path;
 mod service;
 
 pub use body::{EmptyBody, FnBody, JsonBody, Refusal, RefusalBody};
-pub use builder::{ConfigError, PaymentRequiredLayer, PaymentRequiredLayerBuilder};
+pub use builder::{
+    ConfigError, PaymentRequiredLayer, PaymentRequiredLayerBuilder, DEFAULT_SPENT_RETENTION,
+    DEFAULT_VERIFICATIONS_PER_SESSION, MAX_TAG_MODULUS,
+};
 pub use future::ResponseFuture;
 pub use metrics::{Metrics, MetricsSnapshot};
+pub use path::{normalize_path, Unlisted};
 pub use service::PaymentRequired;

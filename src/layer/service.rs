@@ -1,10 +1,12 @@
 //! One request through the paywall, top to bottom:
 //!
-//! 1. [`call`](PaymentRequired::call): price it (free: pass through untouched), read the proof
-//!    headers (malformed: 400 at once), then hand priced requests to the [`Gate`].
-//! 2. [`Gate::challenge`]: no proof, so issue a session and answer 402.
-//! 3. [`Gate::pay`] → [`Gate::settle`]: session, expiry, spent pre-check, verifier, claim;
-//!    then call the wrapped service with [`VerifiedPayment`] and add `PAYMENT-RESPONSE`.
+//! 1. [`call`](PaymentRequired::call): price it, every method alike (free: pass through
+//!    untouched), read the proof headers (malformed: 400 at once), then hand priced requests
+//!    to the [`Gate`].
+//! 2. [`Gate::challenge`]: no proof, so issue a session (within the client's bound) and answer 402.
+//! 3. [`Gate::pay`] → [`Gate::settle`]: session and block owner, expiry, verifier (within the
+//!    session's deadline), claim; then call the wrapped service with [`VerifiedPayment`] and
+//!    add `PAYMENT-RESPONSE` and `Cache-Control`.
 //!
 //! Every refusal is rendered by [`Gate::respond`], the one place that maps a reason to headers.
 
@@ -14,16 +16,18 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::header::{ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use tower_service::Service;
 
 use super::body::{EmptyBody, Refusal, RefusalBody};
-use super::builder::{check_price, Pricing, Shared};
+use super::builder::{check_price, Pricing, Shared, VERIFY_MARGIN};
 use super::future::ResponseFuture;
+use super::path::Unlisted;
 use crate::grpc;
 use crate::nano::Raw;
 use crate::payment::VerifiedPayment;
-use crate::protocol::headers::{EXPOSE_LIST, PAYMENT_RESPONSE};
+use crate::protocol::headers::{EXPOSE_LIST, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_PAYMENT_SESSION};
 use crate::protocol::{MalformedProof, Proof, Reason, SettlementResponse};
 use crate::session::{random_tag, unix_now, Session};
 use crate::store::{Claim, Insert, StoreError, SESSION_GRACE_SECS};
@@ -80,21 +84,20 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // 1. Price it. CORS preflight and unpriced requests go straight through.
-        let (req, price) = self.gate.price(req);
-        let price = match price {
-            Ok(Some(price)) => price,
-            Ok(None) => return ResponseFuture::passthrough(self.inner.call(req)),
-            Err(refusal) => {
-                let grpc = grpc::is_grpc(req.headers());
-                return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new(), grpc));
-            }
-        };
+        // 1. Price it. Every method is priced alike: an OPTIONS "preflight" is any client's to
+        //    send, and tonic or `any()` routes serve it like a POST (review F1). A CORS layer
+        //    outside the paywall answers real preflights.
+        let (mut parts, body) = req.into_parts();
         // gRPC clients get every refusal as a trailers-only response instead of a 402.
-        let grpc = grpc::is_grpc(req.headers());
+        let grpc = grpc::is_grpc(&parts.headers);
+        let price = match self.gate.price(&parts) {
+            Ok(Some(price)) => price,
+            Ok(None) => return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body))),
+            Err(refusal) => return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new(), grpc)),
+        };
 
         // 2. Read the proof: pure parsing, so a bad request never costs I/O.
-        let proof = match Proof::from_headers(req.headers()) {
+        let proof = match Proof::from_headers(&parts.headers) {
             Ok(proof) => proof,
             Err(MalformedProof(detail)) => {
                 tracing::info!(reason = "malformed_payment", detail, "payment refused");
@@ -105,27 +108,55 @@ where
         };
 
         let gate = self.gate.clone();
+        // Whoever asks for sessions, for the per-client bound (any refusal may issue one).
+        let client = gate.shared.per_client.as_ref().map(|(key, _)| key(&parts));
+        let path = path_of(&parts);
         match proof {
-            None => {
-                let path = path_of(&req);
-                ResponseFuture::gate(Box::pin(async move {
-                    Ok(gate.challenge(Reason::PaymentRequired, price, &path, grpc).await)
-                }))
-            }
+            None => ResponseFuture::gate(Box::pin(async move {
+                Ok(gate.challenge(Reason::PaymentRequired, price, &path, client, grpc).await)
+            })),
             Some(proof) => {
+                // Bearer secrets from here on: kept out of `Debug` output and HPACK tables of
+                // anything inside (review F20).
+                for name in [X_PAYMENT_SESSION, PAYMENT_SIGNATURE] {
+                    if let Some(value) = parts.headers.get_mut(name) {
+                        value.set_sensitive(true);
+                    }
+                }
+                let req = Request::from_parts(parts, body);
                 // Settling takes store and node round trips (seconds when waiting for a
                 // confirmation), so the readiness polled here (a Buffer slot, a concurrency
                 // permit) stays with `self` for the next request; the paid request drives its
                 // own clone to readiness once it is granted.
                 let inner = self.inner.clone();
-                ResponseFuture::gate(Box::pin(gate.pay(proof, price, req, inner, grpc)))
+                let ctx = PaidRequest { price, path, client, grpc };
+                ResponseFuture::gate(Box::pin(gate.pay(proof, ctx, req, inner)))
             }
         }
     }
 }
 
-fn path_of<B>(req: &Request<B>) -> String {
-    req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned()
+/// What the paid path carries along from [`call`](PaymentRequired::call).
+struct PaidRequest {
+    price: Raw,
+    path: String,
+    client: Option<Option<String>>,
+    grpc: bool,
+}
+
+/// The request's public URI: under a nested axum router, the one the client sent
+/// (`OriginalUri`), not the prefix-stripped one the layer sees.
+fn public_uri(parts: &Parts) -> &http::Uri {
+    #[cfg(feature = "axum")]
+    if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
+        return &original.0;
+    }
+    &parts.uri
+}
+
+/// Path and query for the resource URL of a challenge.
+fn path_of(parts: &Parts) -> String {
+    public_uri(parts).path_and_query().map_or("/", |p| p.as_str()).to_owned()
 }
 
 /// The async half of the layer: everything after the request has been priced and parsed.
@@ -141,53 +172,69 @@ impl<M: Clone> Clone for Gate<M> {
 }
 
 impl<M> Gate<M> {
-    /// The request's price: `Ok(None)` for free requests, `Err` for a misconfigured dynamic price.
-    fn price<B>(&self, req: Request<B>) -> (Request<B>, Result<Option<Raw>, Refusal>) {
-        // A CORS preflight cannot carry payment headers, so it passes; any other OPTIONS is
-        // priced like the rest, or a handler that ignores the method would serve it for free.
-        let headers = req.headers();
-        if req.method() == Method::OPTIONS
-            && headers.contains_key(http::header::ORIGIN)
-            && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-        {
-            return (req, Ok(None));
-        }
+    /// The request's price: `Ok(None)` for free requests, `Err` for a misconfigured dynamic
+    /// price or a path a denying table does not list.
+    fn price(&self, parts: &Parts) -> Result<Option<Raw>, Refusal> {
         match &self.shared.pricing {
-            Pricing::Static(price) => (req, Ok(Some(*price))),
-            Pricing::Table(prices) => {
-                let price = prices.get(req.uri().path()).copied();
-                (req, Ok(price))
+            Pricing::Static(price) => Ok(Some(*price)),
+            Pricing::Table(table) => {
+                // The public path first, then the one this layer sees: a table keyed either way
+                // prices the request, so nesting can only make a path priced, never free.
+                let price = table.get(public_uri(parts).path()).or_else(|| table.get(parts.uri.path()));
+                match (price, table.unlisted) {
+                    (Some(price), _) => Ok(Some(price)),
+                    (None, Unlisted::Free) => Ok(None),
+                    (None, Unlisted::Deny) => Err(Refusal {
+                        reason: None,
+                        status: StatusCode::NOT_FOUND,
+                        message: "No price is set for this path, and the paywall lets no unlisted path through.",
+                        detail: None,
+                        challenge: None,
+                    }),
+                }
             }
-            Pricing::Dynamic(price_of) => {
-                let (parts, body) = req.into_parts();
-                let price = price_of(&parts);
-                let req = Request::from_parts(parts, body);
-                match price.map(|p| check_price(p, self.shared.challenge.tag_modulus()).map(|_| p)) {
-                    Some(Err(error)) => {
+            Pricing::Dynamic(price_of) => match price_of(parts) {
+                Some(price) => match check_price(price, self.shared.challenge.tag_modulus()) {
+                    Ok(()) => Ok(Some(price)),
+                    Err(error) => {
                         tracing::error!(%error, "price_fn returned an invalid price; answering 500");
-                        let refusal = Refusal {
+                        Err(Refusal {
                             reason: None,
-                            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+                            status: StatusCode::INTERNAL_SERVER_ERROR,
                             message: "The server's price for this resource is misconfigured.",
                             detail: None,
                             challenge: None,
-                        };
-                        (req, Err(refusal))
+                        })
                     }
-                    price => (req, Ok(price.map(|p| p.expect("checked")))),
-                }
-            }
+                },
+                None => Ok(None),
+            },
         }
     }
 }
 
 impl<M> Gate<M> {
     /// No proof yet (or a fresh challenge is due): issue a session and answer 402.
-    async fn challenge<B>(&self, reason: Reason, price: Raw, path: &str, grpc: bool) -> Response<B>
+    async fn challenge<B>(
+        &self,
+        reason: Reason,
+        price: Raw,
+        path: &str,
+        client: Option<Option<String>>,
+        grpc: bool,
+    ) -> Response<B>
     where
         M: RefusalBody<B>,
     {
         let mut headers = HeaderMap::new();
+        // One client cannot fill the store and lock every payer out (review F10).
+        if let (Some(Some(client)), Some((_, window))) = (client, &self.shared.per_client) {
+            if !window.hit(client) {
+                tracing::info!(reason = "rate_limited", "too many new sessions for one client");
+                self.shared.metrics.refusal(Reason::RateLimited);
+                return self.respond(Refusal::new(Reason::RateLimited), headers, grpc);
+            }
+        }
         let refusal = match self.issue(price).await {
             Ok(session) => {
                 let required = self.shared.challenge.payment_required(&session, path);
@@ -239,21 +286,34 @@ impl<M> Gate<M> {
     async fn pay<S, ReqBody, B>(
         self,
         proof: Proof,
-        price: Raw,
+        ctx: PaidRequest,
         mut req: Request<ReqBody>,
         mut inner: S,
-        grpc: bool,
     ) -> Result<Response<B>, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<B>>,
         M: RefusalBody<B>,
     {
+        let PaidRequest { price, path, client, grpc } = ctx;
         let payment = match self.settle(&proof, price).await {
             Ok(payment) => payment,
             Err(reason) => {
                 self.shared.metrics.refusal(reason);
                 return Ok(if reason.fresh_challenge() {
-                    self.challenge(reason, price, &path_of(&req), grpc).await
+                    self.challenge(reason, price, &path, client, grpc).await
+                } else if reason == Reason::AlreadyGranted {
+                    // The receipt of the earlier grant, so the client knows it must not pay again.
+                    let mut headers = HeaderMap::new();
+                    let receipt = SettlementResponse {
+                        payer: None,
+                        ..SettlementResponse::success(
+                            proof.block.to_string(),
+                            self.shared.challenge.network().to_owned(),
+                            String::new(),
+                        )
+                    };
+                    headers.insert(PAYMENT_RESPONSE, receipt.to_header());
+                    self.respond(Refusal::new(reason), headers, grpc)
                 } else {
                     self.respond(Refusal::new(reason), HeaderMap::new(), grpc)
                 });
@@ -271,6 +331,10 @@ impl<M> Gate<M> {
         let mut response = inner.call(req).await?;
         let headers = response.headers_mut();
         headers.insert(PAYMENT_RESPONSE, receipt);
+        // Paid content must not be served from a shared cache to the next, unpaid caller (F7).
+        if let Some(value) = &self.shared.paid_cache_control {
+            headers.entry(CACHE_CONTROL).or_insert_with(|| value.clone());
+        }
         if self.shared.expose_headers {
             headers.append(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_LIST));
         }
@@ -284,21 +348,36 @@ impl<M> Gate<M> {
         let session_tag = proof.session.fingerprint();
         let outcome = async {
             let now = unix_now();
-            let session = s.sessions.get(&proof.session).await.map_err(store_down)?;
-            // A session issued for another price (another route) does not exist for this one.
-            let session = session
-                .filter(|session| session.price == price && session.pay_to == s.challenge.pay_to())
-                .ok_or(Reason::UnknownSession)?;
-            if session.is_expired(now) {
-                s.sessions.take(&session.id).await.map_err(store_down)?;
+            // Both reads at once: the session, and which session (if any) claimed the block.
+            let (session, owner) =
+                futures_util::future::join(s.sessions.get(&proof.session), s.spent.owner(&proof.block)).await;
+            let (session, owner) = (session.map_err(store_down)?, owner.map_err(store_down)?);
+            // Claimed by this very session: an earlier attempt verified it in time and was
+            // interrupted before (or after) consuming the session.
+            let mine = owner.as_ref() == Some(&proof.session);
+            // A session issued for a lower price (another route) does not exist for this one;
+            // one issued before a price cut is honoured, or the payment would be stranded (F17).
+            let Some(session) =
+                session.filter(|session| session.price >= price && session.pay_to == s.challenge.pay_to())
+            else {
+                // Gone while its block is claimed by it: this pair was granted (or, after an
+                // outage longer than the grace, claimed and then pruned). Never pay again.
+                return Err(if mine { Reason::AlreadyGranted } else { Reason::UnknownSession });
+            };
+            if owner.is_some() && !mine {
+                return Err(Reason::AlreadySpent);
+            }
+            // An owned claim proves the block verified before the deadline: an outage between
+            // claim and take must not turn into an expiry that burns the payment (F4).
+            if !mine && session.is_expired(now) {
+                // Kept, amount and all, until pruned after the grace: a retry of this session
+                // that is still being verified must not lose it under its feet (F14).
                 tracing::info!(session = %session_tag, "session expired");
                 return Err(Reason::SessionExpired);
             }
-            // Spent by another session. (Claimed by this very session means an earlier attempt
-            // was interrupted between claim and consumption: it may finish now.)
-            if s.spent.owner(&proof.block).await.map_err(store_down)?.is_some_and(|owner| owner != session.id)
-            {
-                return Err(Reason::AlreadySpent);
+            // One free session must not buy unlimited node round trips (F15).
+            if !s.per_session.hit(session.id) {
+                return Err(Reason::RateLimited);
             }
 
             let expected = Expected {
@@ -307,10 +386,25 @@ impl<M> Gate<M> {
                 not_before: session.created_at.saturating_sub(s.timestamp_skew.as_secs()),
                 confirm_wait: s.confirm_wait,
             };
+            // The verification must end while the session is still kept for it (F13): past
+            // this point the session may be pruned or its amount reissued.
+            let deadline = session.expires_at + SESSION_GRACE_SECS - VERIFY_MARGIN.as_secs();
             let started = Instant::now();
-            let verified = s.verifier.verify(&proof.block, &expected).await;
+            let verify = s.verifier.verify(&proof.block, &expected);
+            let verified = if mine {
+                verify.await
+            } else {
+                let left = std::time::Duration::from_secs(deadline.saturating_sub(now));
+                tokio::time::timeout(left, verify).await.unwrap_or_else(|_| {
+                    Err(Rejection::Unavailable("verification cut off at the session's deadline".into()))
+                })
+            };
             s.metrics.verification(started.elapsed());
             let block = verified.map_err(rejection_reason)?;
+            if !mine && unix_now() > deadline {
+                tracing::warn!(session = %session_tag, "verified past the session's deadline; nothing claimed");
+                return Err(Reason::VerifierUnavailable);
+            }
             // A third-party verifier must answer for the block and amount it was asked about.
             if block.hash != proof.block || block.amount != session.amount {
                 tracing::error!(block = %proof.block, "verifier answered for another block or amount");
@@ -325,16 +419,17 @@ impl<M> Gate<M> {
             }
             match s.sessions.take(&session.id).await {
                 Ok(Some(_)) => {}
-                Ok(None) => {
-                    // A concurrent request consumed the session. If it did so with another block,
-                    // give this one back; `release` is a no-op when the block is that request's.
-                    if claim == Claim::New {
-                        if let Err(error) = s.spent.release(&proof.block, &session.id).await {
-                            tracing::warn!(block = %proof.block, %error, "could not release an unused claim");
-                        }
+                Ok(None) if claim == Claim::New => {
+                    // A concurrent request consumed the session with another block: give this
+                    // one back (`release` is a no-op if a retry of this pair re-entered it).
+                    if let Err(error) = s.spent.release(&proof.block, &session.id).await {
+                        tracing::warn!(block = %proof.block, %error, "could not release an unused claim");
                     }
                     return Err(Reason::SessionUsed);
                 }
+                // Re-entered a claim of this pair and the session is gone: a concurrent retry
+                // of the same pair was granted.
+                Ok(None) => return Err(Reason::AlreadyGranted),
                 // The claim stays with this session, so its retry re-enters it once the store
                 // is back: an outage here never burns the payment.
                 Err(error) => return Err(store_down(error)),
@@ -387,8 +482,13 @@ impl<M> Gate<M> {
             headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_LIST));
         }
         let mut response = if grpc {
-            // A misconfigured price is gRPC INTERNAL (13).
-            let code = refusal.reason.map_or(13, |r| self.shared.grpc_codes[r.index()]);
+            // An unlisted path of a denying table is UNIMPLEMENTED (12), a misconfigured price
+            // INTERNAL (13).
+            let code = match refusal.reason {
+                Some(r) => self.shared.grpc_codes[r.index()],
+                None if refusal.status == StatusCode::NOT_FOUND => 12,
+                None => 13,
+            };
             let message = format!("{}: {}", refusal.code(), refusal.detail.unwrap_or(refusal.message));
             grpc::trailers_only(&mut headers, code, &message);
             Response::new(self.body.empty())

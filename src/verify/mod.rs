@@ -91,4 +91,12 @@ pub enum Rejection {
 pub trait PaymentVerifier: Send + Sync + 'static {
     /// Verifies that block `hash` pays `expected`.
     async fn verify(&self, hash: &BlockHash, expected: &Expected) -> Result<VerifiedBlock, Rejection>;
+
+    /// The longest one [`verify`](Self::verify) can take with this confirmation wait, if the
+    /// verifier bounds itself. The layer refuses at build a verifier that could outlast the
+    /// session grace, and cuts every verification off at the session's deadline anyway.
+    fn max_duration(&self, confirm_wait: Duration) -> Option<Duration> {
+        let _ = confirm_wait;
+        None
+    }
 }
