@@ -45,7 +45,9 @@ fn app(table: bool, stores: Stores) -> Router {
     let builder = PaymentRequiredLayer::builder()
         .pay_to("nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo".parse().unwrap());
     let builder = if table {
-        builder.price_table([("/paid", Raw::new(1_000_000_000))]).unlisted_paths(nanosession::layer::Unlisted::Free)
+        builder
+            .price_table([("/paid", Raw::new(1_000_000_000))])
+            .unlisted_paths(nanosession::layer::Unlisted::Free)
     } else {
         builder.price_fn(|parts| (parts.uri.path() == "/paid").then_some(Raw::new(1_000_000_000)))
     };

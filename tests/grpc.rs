@@ -353,7 +353,8 @@ async fn f1_options_with_a_grpc_body_is_refused_like_a_post() {
             .add_service(PaywallServer)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     for method in [http::Method::POST, http::Method::OPTIONS] {
         let req = http::Request::builder()
             .method(method.clone())
@@ -368,7 +369,11 @@ async fn f1_options_with_a_grpc_body_is_refused_like_a_post() {
         let resp = ch.ready().await.unwrap().call(req).await.unwrap();
         let (parts, body) = resp.into_parts();
         let collected = body.collect().await.unwrap();
-        assert_eq!(parts.headers.get("grpc-status").unwrap(), "8", "{method}: trailers-only RESOURCE_EXHAUSTED");
+        assert_eq!(
+            parts.headers.get("grpc-status").unwrap(),
+            "8",
+            "{method}: trailers-only RESOURCE_EXHAUSTED"
+        );
         assert!(collected.to_bytes().is_empty(), "{method}: no message from the priced method");
     }
     assert_eq!(ledger.calls(), 0);

@@ -1774,10 +1774,13 @@ async fn f1_options_with_preflight_headers_never_reaches_a_method_agnostic_handl
     let apps = [
         Router::new().route("/paid", axum::routing::any(handler.clone())).layer(layer.clone()),
         Router::new()
-            .route_service("/paid", tower::service_fn(move |_: Request<Body>| {
-                let h = handler.clone();
-                async move { Ok::<_, Infallible>(Response::new(Body::from(h().await))) }
-            }))
+            .route_service(
+                "/paid",
+                tower::service_fn(move |_: Request<Body>| {
+                    let h = handler.clone();
+                    async move { Ok::<_, Infallible>(Response::new(Body::from(h().await))) }
+                }),
+            )
             .layer(layer.clone()),
         Router::new().fallback(counting_handler(&calls)).layer(layer.clone()),
     ];
@@ -1802,7 +1805,8 @@ async fn f3_price_table_under_a_nested_router_uses_the_public_path() {
             .build()
             .unwrap()
             .json_body();
-        let inner = Router::new().route("/paid", get(paid_handler)).route("/free", get(free_handler)).layer(layer);
+        let inner =
+            Router::new().route("/paid", get(paid_handler)).route("/free", get(free_handler)).layer(layer);
         let app = Router::new().nest("/api", inner);
         let reply = Reply::read(app.clone().oneshot(get_req("/api/paid")).await.unwrap()).await;
         reply.assert_refusal(StatusCode::PAYMENT_REQUIRED, "payment_required");
@@ -1876,7 +1880,9 @@ async fn f4_outage_between_claim_and_take_outlasting_the_session_does_not_burn_t
     let issued = h.challenge("/paid").await;
     let block = h.pay(&issued);
     store.fail_only(&[StoreOp::Take]);
-    h.send(rev5("/paid", &issued, &block)).await.assert_refusal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+    h.send(rev5("/paid", &issued, &block))
+        .await
+        .assert_refusal(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     store.fail_only(&[]);
     assert_granted(&h.send(rev5("/paid", &issued, &block)).await, &issued, &block);
@@ -1937,7 +1943,9 @@ async fn f17_a_price_change_between_challenge_and_retry() {
     let current = Arc::new(std::sync::atomic::AtomicU64::new(2));
     let price_now = current.clone();
     let h = Harness::with(move |b| {
-        b.price_fn(move |_| Some(Raw::new(PRICE * price_now.load(std::sync::atomic::Ordering::SeqCst) as u128)))
+        b.price_fn(move |_| {
+            Some(Raw::new(PRICE * price_now.load(std::sync::atomic::Ordering::SeqCst) as u128))
+        })
     });
     let issued = h.challenge("/paid").await;
     let block = h.ledger.pay(merchant(), issued.amount);
@@ -1948,7 +1956,9 @@ async fn f17_a_price_change_between_challenge_and_retry() {
     let cheap = h.challenge("/paid").await;
     let block = h.ledger.pay(merchant(), cheap.amount);
     current.store(3, std::sync::atomic::Ordering::SeqCst); // dearer now
-    h.send(rev5("/paid", &cheap, &block)).await.assert_refusal(StatusCode::PAYMENT_REQUIRED, "unknown_session");
+    h.send(rev5("/paid", &cheap, &block))
+        .await
+        .assert_refusal(StatusCode::PAYMENT_REQUIRED, "unknown_session");
 }
 
 /// F13: a verification that would outlast the session's grace is cut off at the deadline with
@@ -1985,7 +1995,10 @@ async fn f13_verification_is_bounded_by_the_session_deadline() {
     reply.assert_refusal(StatusCode::SERVICE_UNAVAILABLE, "verifier_unavailable");
     let waited = started.elapsed();
     let bound = Duration::from_secs(1 + nanosession::store::SESSION_GRACE_SECS - 5);
-    assert!(waited <= bound + Duration::from_secs(1) && waited + Duration::from_secs(2) >= bound, "{waited:?}");
+    assert!(
+        waited <= bound + Duration::from_secs(1) && waited + Duration::from_secs(2) >= bound,
+        "{waited:?}"
+    );
     assert!(sessions.get(&deadline_soon.id).await.unwrap().is_some(), "nothing consumed");
 
     struct Unbounded;
@@ -2025,10 +2038,9 @@ async fn f7_paid_responses_are_not_cacheable_by_shared_caches() {
             .route("/plain", get(|| async { "x" }))
             .layer(layer)
     };
-    for (path, setting, expected) in [
-        ("/paid", Some(hv("private, no-store")), Some("private, max-age=60")),
-        ("/plain", None, None),
-    ] {
+    for (path, setting, expected) in
+        [("/paid", Some(hv("private, no-store")), Some("private, max-age=60")), ("/plain", None, None)]
+    {
         let app = own(setting);
         let issued = Reply::read(app.clone().oneshot(get_req(path)).await.unwrap()).await.issued();
         let block = ledger.pay(merchant(), issued.amount);
@@ -2113,7 +2125,10 @@ fn build_refuses_tag_spaces_and_lifetimes_that_cannot_work() {
         err(complete().tag_modulus(1000).session_store(MemorySessionStore::with_capacity(1001))),
         ConfigError::TagModulusBelowCapacity { modulus: 1000, capacity: 1001 }
     );
-    assert_eq!(err(complete().session_ttl(Duration::from_secs(8 * 24 * 3600))), ConfigError::SessionTtlTooLong);
+    assert_eq!(
+        err(complete().session_ttl(Duration::from_secs(8 * 24 * 3600))),
+        ConfigError::SessionTtlTooLong
+    );
     assert!(matches!(err(complete().verifications_per_session(0)), ConfigError::ZeroLimit(_)));
     assert!(matches!(err(complete().sessions_per_client(0, |_| None)), ConfigError::ZeroLimit(_)));
 }
@@ -2150,7 +2165,11 @@ async fn f20_proof_headers_reach_the_service_marked_sensitive() {
     for form in 0..2 {
         let issued = Reply::read(app.clone().oneshot(get_req("/paid")).await.unwrap()).await.issued();
         let block = ledger.pay(merchant(), issued.amount);
-        let req = if form == 0 { rev5("/paid", &issued, &block) } else { x402("/paid", &payload_json(&issued, &block)) };
+        let req = if form == 0 {
+            rev5("/paid", &issued, &block)
+        } else {
+            x402("/paid", &payload_json(&issued, &block))
+        };
         let reply = Reply::read(app.clone().oneshot(req).await.unwrap()).await;
         assert_eq!((reply.status, &reply.body[..]), (StatusCode::OK, &b"true"[..]));
     }
@@ -2160,7 +2179,9 @@ async fn f20_proof_headers_reach_the_service_marked_sensitive() {
 #[tokio::test]
 async fn only_real_grpc_content_types_get_trailers_only_refusals() {
     let h = Harness::new();
-    for (ct, grpc) in [("application/grpc", true), ("application/grpc+proto", true), ("application/grpcfoo", false)] {
+    for (ct, grpc) in
+        [("application/grpc", true), ("application/grpc+proto", true), ("application/grpcfoo", false)]
+    {
         let reply = h.send(with_headers("/paid", &[(http::header::CONTENT_TYPE, hv(ct))])).await;
         assert_eq!(reply.status == StatusCode::OK && reply.headers.contains_key("grpc-status"), grpc, "{ct}");
         if !grpc {

@@ -19,7 +19,7 @@ use http::request::Parts;
 /// ```
 pub fn header(name: &'static str) -> impl Fn(&Parts) -> Option<String> + Send + Sync + Clone + 'static {
     move |parts: &Parts| {
-        let value = parts.headers.get_all(name).iter().last()?.to_str().ok()?;
+        let value = parts.headers.get_all(name).iter().next_back()?.to_str().ok()?;
         let last = value.rsplit(',').next()?.trim();
         (!last.is_empty()).then(|| last.to_owned())
     }
@@ -29,6 +29,7 @@ pub fn header(name: &'static str) -> impl Fn(&Parts) -> Option<String> + Send + 
 /// `into_make_service_with_connect_info::<SocketAddr>()`); `None` without it.
 #[cfg(feature = "axum")]
 pub fn peer_ip(parts: &Parts) -> Option<String> {
-    let axum::extract::ConnectInfo(addr) = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
+    let axum::extract::ConnectInfo(addr) =
+        parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
     Some(addr.ip().to_string())
 }

@@ -39,7 +39,8 @@ pub(crate) struct PriceTable {
 
 impl PriceTable {
     pub(crate) fn new(prices: impl IntoIterator<Item = (String, Raw)>, unlisted: Unlisted) -> Self {
-        let prices = prices.into_iter().map(|(path, price)| (normalize_path(&path).into_owned(), price)).collect();
+        let prices =
+            prices.into_iter().map(|(path, price)| (normalize_path(&path).into_owned(), price)).collect();
         PriceTable { prices, unlisted }
     }
 

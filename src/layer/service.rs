@@ -92,8 +92,12 @@ where
         let grpc = grpc::is_grpc(&parts.headers);
         let price = match self.gate.price(&parts) {
             Ok(Some(price)) => price,
-            Ok(None) => return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body))),
-            Err(refusal) => return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new(), grpc)),
+            Ok(None) => {
+                return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)))
+            }
+            Err(unpriced) => {
+                return ResponseFuture::ready(self.gate.respond(unpriced.refusal(), HeaderMap::new(), grpc))
+            }
         };
 
         // 2. Read the proof: pure parsing, so a bad request never costs I/O.
@@ -159,6 +163,29 @@ fn path_of(parts: &Parts) -> String {
     public_uri(parts).path_and_query().map_or("/", |p| p.as_str()).to_owned()
 }
 
+/// A priced route the layer cannot price for this request.
+enum Unpriced {
+    /// A denying table does not list the path.
+    NotListed,
+    /// `price_fn` broke the tag-modulus rule.
+    Misconfigured,
+}
+
+impl Unpriced {
+    fn refusal(self) -> Refusal {
+        let (status, message) = match self {
+            Unpriced::NotListed => (
+                StatusCode::NOT_FOUND,
+                "No price is set for this path, and the paywall lets no unlisted path through.",
+            ),
+            Unpriced::Misconfigured => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "The server's price for this resource is misconfigured.")
+            }
+        };
+        Refusal { reason: None, status, message, detail: None, challenge: None }
+    }
+}
+
 /// The async half of the layer: everything after the request has been priced and parsed.
 struct Gate<M> {
     shared: Arc<Shared>,
@@ -174,7 +201,7 @@ impl<M: Clone> Clone for Gate<M> {
 impl<M> Gate<M> {
     /// The request's price: `Ok(None)` for free requests, `Err` for a misconfigured dynamic
     /// price or a path a denying table does not list.
-    fn price(&self, parts: &Parts) -> Result<Option<Raw>, Refusal> {
+    fn price(&self, parts: &Parts) -> Result<Option<Raw>, Unpriced> {
         match &self.shared.pricing {
             Pricing::Static(price) => Ok(Some(*price)),
             Pricing::Table(table) => {
@@ -184,13 +211,7 @@ impl<M> Gate<M> {
                 match (price, table.unlisted) {
                     (Some(price), _) => Ok(Some(price)),
                     (None, Unlisted::Free) => Ok(None),
-                    (None, Unlisted::Deny) => Err(Refusal {
-                        reason: None,
-                        status: StatusCode::NOT_FOUND,
-                        message: "No price is set for this path, and the paywall lets no unlisted path through.",
-                        detail: None,
-                        challenge: None,
-                    }),
+                    (None, Unlisted::Deny) => Err(Unpriced::NotListed),
                 }
             }
             Pricing::Dynamic(price_of) => match price_of(parts) {
@@ -198,13 +219,7 @@ impl<M> Gate<M> {
                     Ok(()) => Ok(Some(price)),
                     Err(error) => {
                         tracing::error!(%error, "price_fn returned an invalid price; answering 500");
-                        Err(Refusal {
-                            reason: None,
-                            status: StatusCode::INTERNAL_SERVER_ERROR,
-                            message: "The server's price for this resource is misconfigured.",
-                            detail: None,
-                            challenge: None,
-                        })
+                        Err(Unpriced::Misconfigured)
                     }
                 },
                 None => Ok(None),
