@@ -61,6 +61,7 @@ async fn config() -> Result<Config, ConfigError> {
     let modulus: u64 = parsed("NANOSESSION_TAG_MODULUS", "10000000")?;
     let confirm_ms: u64 = parsed("NANOSESSION_CONFIRM_WAIT_MS", "3000")?;
     let skew: u64 = parsed("NANOSESSION_TIMESTAMP_SKEW_SECS", "30")?;
+    let per_client: u32 = parsed("NANOSESSION_SESSIONS_PER_CLIENT", "60")?;
     let store_url = var("NANOSESSION_STORE").unwrap_or_else(|| "file:./nanosession.redb".to_owned());
     let stores = nanosession::store::connect(store_url.trim())
         .await
@@ -82,6 +83,8 @@ async fn config() -> Result<Config, ConfigError> {
         .tag_modulus(modulus)
         .confirm_wait(Duration::from_millis(confirm_ms))
         .timestamp_skew(Duration::from_secs(skew))
+        // One peer address cannot fill the session store and lock every payer out.
+        .sessions_per_client(per_client, nanosession::layer::client_key::peer_ip)
         .description("A paid JSON resource")
         .stores(stores)
         .verifier(NanoRpcVerifier::builder(client).build())
@@ -95,12 +98,17 @@ async fn config() -> Result<Config, ConfigError> {
 fn variable_of(error: &LayerConfigError) -> &'static str {
     match error {
         LayerConfigError::BurnPayTo | LayerConfigError::MissingPayTo => "NANOSESSION_PAY_TO",
-        LayerConfigError::ZeroTagModulus => "NANOSESSION_TAG_MODULUS",
-        LayerConfigError::ConfirmWaitTooLong => "NANOSESSION_CONFIRM_WAIT_MS",
-        LayerConfigError::InvalidPublicUrl => "NANOSESSION_PUBLIC_URL",
-        LayerConfigError::ZeroSessionTtl | LayerConfigError::RetentionTooShort { .. } => {
-            "NANOSESSION_SESSION_TTL_SECS"
+        LayerConfigError::ZeroTagModulus
+        | LayerConfigError::TagModulusTooLarge(_)
+        | LayerConfigError::TagModulusBelowCapacity { .. } => "NANOSESSION_TAG_MODULUS",
+        LayerConfigError::ConfirmWaitTooLong | LayerConfigError::VerificationTooLong { .. } => {
+            "NANOSESSION_CONFIRM_WAIT_MS"
         }
+        LayerConfigError::ZeroLimit(_) => "NANOSESSION_SESSIONS_PER_CLIENT",
+        LayerConfigError::InvalidPublicUrl => "NANOSESSION_PUBLIC_URL",
+        LayerConfigError::ZeroSessionTtl
+        | LayerConfigError::SessionTtlTooLong
+        | LayerConfigError::RetentionTooShort { .. } => "NANOSESSION_SESSION_TTL_SECS",
         _ => "NANOSESSION_PRICE_RAW",
     }
 }
@@ -140,5 +148,8 @@ async fn main() {
         }
     };
     tracing::info!(listen = %config.listen, "listening");
-    axum::serve(listener, app).await.expect("server error");
+    // With the peer address, for the per-client session bound.
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .expect("server error");
 }

@@ -131,9 +131,9 @@ async fn a_replayed_block_is_refused() {
     let fresh = w.challenge().await;
     assert_eq!(w.present(&fresh, &payment.block).await, (402, "already_spent".into()));
     assert_eq!(
-        w.present(&payment.offer, &payment.block).await.1,
-        "unknown_session",
-        "the session was consumed"
+        w.present(&payment.offer, &payment.block).await,
+        (409, "already_granted".into()),
+        "the session was consumed by this very block: granted, never again"
     );
 }
 

@@ -45,6 +45,11 @@ fn every_bad_value_names_its_variable() {
         ("NANOSESSION_PRICE_RAW", "1e24"),
         ("NANOSESSION_TAG_MODULUS", "0"),
         ("NANOSESSION_TAG_MODULUS", "ten"),
+        ("NANOSESSION_TAG_MODULUS", "9007199254740993"),
+        ("NANOSESSION_TAG_MODULUS", "1000"),
+        ("NANOSESSION_SESSIONS_PER_CLIENT", "0"),
+        ("NANOSESSION_SESSIONS_PER_CLIENT", "many"),
+        ("NANOSESSION_SESSION_TTL_SECS", "9999999"),
         ("NANOSESSION_SESSION_TTL_SECS", "0"),
         ("NANOSESSION_CONFIRM_WAIT_MS", "60000"),
         ("NANOSESSION_TIMESTAMP_SKEW_SECS", "-1"),
@@ -67,4 +72,35 @@ fn credentials_in_urls_stay_out_of_the_error_line() {
     let (code, stderr) = start_with(&[("NANOSESSION_STORE", "redis://:hunter2@127.0.0.1:9/")]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("NANOSESSION_STORE") && !stderr.contains("hunter2"), "{stderr}");
+}
+
+/// Review F10: the example server bounds new sessions per peer address.
+#[tokio::test]
+async fn sessions_per_peer_address_are_bounded() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(server())
+        .env_clear()
+        .env("NANOSESSION_PAY_TO", PAY_TO)
+        .env("NANO_RPC_URLS", "http://127.0.0.1:9")
+        .env("NANOSESSION_STORE", "memory")
+        .env("NANOSESSION_SESSIONS_PER_CLIENT", "2")
+        .env("NANOSESSION_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "off")
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/paid");
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        if http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for _ in 0..3 {
+        statuses.push(http.get(&url).send().await.unwrap().status().as_u16());
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(statuses, [402, 402, 429]);
 }
