@@ -618,7 +618,7 @@ async fn e2_lying_amount_over_a_dust_send_is_refused_by_the_layer() {
     let merchant = Address::from(merchant().public_key());
     let node = CannedNode::start().await;
     let layer = nanosession::PaymentRequiredLayer::builder()
-        .pay_to(merchant.clone())
+        .pay_to(merchant)
         .price(Raw::new(50_000_000))
         .public_base_url("https://api.example")
         .verifier(NanoRpcVerifier::new(client(&[node.url()])))
