@@ -902,7 +902,8 @@ async fn a_node_slow_on_every_attempt_is_cut_at_the_time_limit() {
         Err(Rejection::Unavailable(why)) => assert!(why.contains("within 900 ms"), "{why}"),
         other => panic!("{other:?}"),
     }
-    assert!(took >= limit && took < limit + Duration::from_millis(300), "{took:?}");
+    // Generous margin for a loaded machine; without the bound this takes over 5 s.
+    assert!(took >= limit && took < limit + Duration::from_millis(700), "{took:?}");
 
     // Every attempt timing out: many attempts would take 10 × 300 ms per call.
     let stalled = node_with(&block, good_reply(&block)).await;
@@ -917,7 +918,7 @@ async fn a_node_slow_on_every_attempt_is_cut_at_the_time_limit() {
     let v = NanoRpcVerifier::builder(patient).time_limit(limit).build();
     let start = Instant::now();
     assert!(matches!(v.verify(&block.hash(), &expected()).await, Err(Rejection::Unavailable(_))));
-    assert!(start.elapsed() < limit + Duration::from_millis(300), "{:?}", start.elapsed());
+    assert!(start.elapsed() < limit + Duration::from_millis(700), "{:?}", start.elapsed());
 }
 
 #[tokio::test]
