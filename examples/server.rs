@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use nanosession::layer::ConfigError as LayerConfigError;
 use nanosession::nano::{Address, Raw};
-use nanosession::rpc::NanoRpcClient;
+use nanosession::rpc::{NanoRpcClient, RpcConfigError};
 use nanosession::verify::NanoRpcVerifier;
 use nanosession::{PaymentRequiredLayer, VerifiedPayment};
 
@@ -72,8 +72,21 @@ async fn config() -> Result<Config, ConfigError> {
         );
     }
 
-    let client =
-        NanoRpcClient::new(urls).map_err(|e| ConfigError(format!("NANO_RPC_URLS is invalid: {e}")))?;
+    // Plain http off loopback only for a trusted private network (a node container next door).
+    let allow_http: bool = parsed("NANO_RPC_ALLOW_HTTP", "false")?;
+    let quorum: usize = parsed("NANO_RPC_QUORUM", "1")?;
+    let client = NanoRpcClient::builder().endpoints(urls).allow_insecure_http(allow_http).build().map_err(
+        |e| match e {
+            RpcConfigError::InsecureHttp { .. } => {
+                ConfigError(format!("NANO_RPC_URLS is invalid: {e} (NANO_RPC_ALLOW_HTTP=true allows it)"))
+            }
+            e => ConfigError(format!("NANO_RPC_URLS is invalid: {e}")),
+        },
+    )?;
+    let verifier = NanoRpcVerifier::builder(client)
+        .quorum(quorum)
+        .map_err(|e| ConfigError(format!("NANO_RPC_QUORUM is invalid: {e}")))?
+        .build();
     let layer = PaymentRequiredLayer::builder()
         .pay_to(pay_to)
         .price(price)
@@ -87,7 +100,7 @@ async fn config() -> Result<Config, ConfigError> {
         .sessions_per_client(per_client, nanosession::layer::client_key::peer_ip)
         .description("A paid JSON resource")
         .stores(stores)
-        .verifier(NanoRpcVerifier::builder(client).build())
+        .verifier(verifier)
         .build()
         .map_err(|e| ConfigError(format!("{} is invalid: {e}", variable_of(&e))))?
         .json_body();

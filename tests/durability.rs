@@ -102,8 +102,15 @@ async fn replay_after_kill_9(store: &str) -> (String, String) {
     // A real signed send of exactly the session's amount to the merchant.
     let payer = PrivateKey::from_bytes(rand_bytes());
     let pay_to: Address = PAY_TO.parse().unwrap();
-    let block =
-        signed_send(&payer, BlockHash::from_bytes(rand_bytes()), Raw::new(1_000), pay_to.public_key());
+    // Its previous block too: the verifier derives the amount from it.
+    let prev = signed_send(
+        &payer,
+        BlockHash::from_bytes(rand_bytes()),
+        Raw::new(1_000 + amount.get()),
+        pay_to.public_key(),
+    );
+    let block = signed_send(&payer, prev.hash(), Raw::new(1_000), pay_to.public_key());
+    node.insert_block_info(prev.hash(), block_info_reply(&prev, None, now_secs(), true));
     node.insert_block_info(block.hash(), block_info_reply(&block, Some(amount), now_secs(), true));
     assert_eq!(server.pay(&session, &block.hash()).await, (200, "paid".to_owned()));
 

@@ -1,6 +1,7 @@
 //! [`NanoRpcClient`]: endpoints, failover, timeouts and cool-down.
 
 use std::fmt;
+use std::net::Ipv6Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio::time::Instant;
-use url::Url;
+use url::{Host, Url};
 
 use super::types::{
     block_json, AccountInfo, BlockConfirmReply, BlockInfo, ProcessReply, ReceivableReply, WorkGenerateReply,
@@ -110,6 +111,16 @@ pub enum RpcConfigError {
         /// The scheme found.
         scheme: String,
     },
+    /// Endpoint number `index` uses plain `http://` to a host that is not loopback. Node
+    /// replies decide payments and the URL may carry credentials, so a network path must be
+    /// `https://` unless [`NanoRpcClientBuilder::allow_insecure_http`] says otherwise.
+    #[error(
+        "RPC endpoint #{index} uses plain http to a non-loopback host; use https, or allow_insecure_http(true) for a trusted private network"
+    )]
+    InsecureHttp {
+        /// Position of the endpoint in the list.
+        index: usize,
+    },
     /// An option is out of range (for example a zero timeout).
     #[error("invalid RPC client option: {0}")]
     InvalidOption(&'static str),
@@ -130,6 +141,7 @@ pub struct NanoRpcClientBuilder {
     cooldown: Duration,
     failure_threshold: u32,
     max_response_bytes: usize,
+    allow_insecure_http: bool,
     http: Option<reqwest::Client>,
 }
 
@@ -150,6 +162,7 @@ impl fmt::Debug for NanoRpcClientBuilder {
             .field("cooldown", &self.cooldown)
             .field("failure_threshold", &self.failure_threshold)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("allow_insecure_http", &self.allow_insecure_http)
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +178,7 @@ impl Default for NanoRpcClientBuilder {
             cooldown: DEFAULT_COOLDOWN,
             failure_threshold: DEFAULT_FAILURE_THRESHOLD,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            allow_insecure_http: false,
             http: None,
         }
     }
@@ -231,6 +245,26 @@ impl NanoRpcClientBuilder {
         self
     }
 
+    /// Accepts plain `http://` endpoints on non-loopback hosts (default `false`: refused by
+    /// [`build`](Self::build) with [`RpcConfigError::InsecureHttp`]). Loopback endpoints
+    /// (`127.0.0.0/8`, `::1`, `localhost`) are always accepted. Only enable this for a node on
+    /// a network you trust end to end: whoever can alter the traffic decides which payments
+    /// are accepted, and reads any credentials in the URL.
+    ///
+    /// ```
+    /// use nanosession::rpc::NanoRpcClient;
+    /// assert!(NanoRpcClient::new(["http://nano-node:7076/"]).is_err());
+    /// let private = NanoRpcClient::builder()
+    ///     .endpoint("http://nano-node:7076/")
+    ///     .allow_insecure_http(true)
+    ///     .build();
+    /// assert!(private.is_ok());
+    /// ```
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
     /// Uses this `reqwest` client (for custom TLS roots, proxies, ...). The per-request
     /// timeout is still applied.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
@@ -250,7 +284,7 @@ impl NanoRpcClientBuilder {
             .endpoints
             .iter()
             .enumerate()
-            .map(|(index, s)| Endpoint::parse(index, s))
+            .map(|(index, s)| Endpoint::parse(index, s, self.allow_insecure_http).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let http = match self.http {
             Some(http) => http,
@@ -274,7 +308,8 @@ impl NanoRpcClientBuilder {
                 cooldown: self.cooldown,
                 failure_threshold: self.failure_threshold,
                 max_response_bytes: self.max_response_bytes,
-                failures: AtomicU64::new(0),
+                failures: Arc::new(AtomicU64::new(0)),
+                skip_cooling: false,
             }),
         })
     }
@@ -295,7 +330,7 @@ pub struct NanoRpcClient {
 
 struct Inner {
     http: reqwest::Client,
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Arc<Endpoint>>,
     timeout: Duration,
     max_attempts: usize,
     backoff: Duration,
@@ -303,7 +338,11 @@ struct Inner {
     cooldown: Duration,
     failure_threshold: u32,
     max_response_bytes: usize,
-    failures: AtomicU64,
+    /// Shared with the per-endpoint clients split off this one, so `failures()` counts theirs.
+    failures: Arc<AtomicU64>,
+    /// Per-endpoint clients (quorum members) answer "unavailable" at once while their endpoint
+    /// cools down, instead of trying it anyway: the other members carry the verification.
+    skip_cooling: bool,
 }
 
 impl fmt::Debug for NanoRpcClient {
@@ -336,13 +375,16 @@ struct Health {
 }
 
 impl Endpoint {
-    fn parse(index: usize, s: &str) -> Result<Endpoint, RpcConfigError> {
+    fn parse(index: usize, s: &str, allow_insecure_http: bool) -> Result<Endpoint, RpcConfigError> {
         let url = Url::parse(s).map_err(|e| RpcConfigError::InvalidUrl { index, reason: e.to_string() })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(RpcConfigError::UnsupportedScheme { index, scheme: url.scheme().to_owned() });
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(RpcConfigError::InvalidUrl { index, reason: "no host".to_owned() });
+        }
+        if url.scheme() == "http" && !allow_insecure_http && !is_loopback(&url) {
+            return Err(RpcConfigError::InsecureHttp { index });
         }
         let mut secrets = vec![s.to_owned(), url.as_str().to_owned()];
         secrets.extend(url.password().map(str::to_owned));
@@ -389,6 +431,22 @@ impl Endpoint {
             }
         }
         msg
+    }
+}
+
+/// True for `127.0.0.0/8`, `::1` (also IPv4-mapped) and `localhost`: traffic that never
+/// leaves the machine.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => {
+            ip == Ipv6Addr::LOCALHOST || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Some(Host::Domain(name)) => {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            name.eq_ignore_ascii_case("localhost")
+        }
+        None => false,
     }
 }
 
@@ -459,6 +517,68 @@ impl NanoRpcClient {
         self.inner.failures.load(Ordering::Relaxed)
     }
 
+    /// How many endpoints the client has.
+    pub fn endpoint_count(&self) -> usize {
+        self.inner.endpoints.len()
+    }
+
+    /// The longest one call ([`call`](Self::call), [`block_info`](Self::block_info), …) can
+    /// take before it returns: every attempt running into the per-request timeout, plus the
+    /// back-off pauses between passes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nanosession::rpc::NanoRpcClient;
+    /// let client = NanoRpcClient::builder()
+    ///     .endpoint("http://127.0.0.1:7076/")
+    ///     .timeout(Duration::from_secs(2))
+    ///     .max_attempts(3)
+    ///     .backoff(Duration::from_millis(100), Duration::from_millis(150))
+    ///     .build()?;
+    /// // 3 attempts of 2 s, and at most two pauses (100 ms, then 150 ms).
+    /// assert_eq!(client.max_call_duration(), Duration::from_millis(6250));
+    /// # Ok::<(), nanosession::rpc::RpcConfigError>(())
+    /// ```
+    pub fn max_call_duration(&self) -> Duration {
+        let i = &*self.inner;
+        let attempts = u32::try_from(i.max_attempts).unwrap_or(u32::MAX);
+        let mut total = i.timeout.saturating_mul(attempts);
+        // Worst case one endpoint per pass (the others cooling): a pause after every attempt.
+        let mut backoff = i.backoff;
+        for _ in 1..i.max_attempts {
+            total = total.saturating_add(backoff);
+            backoff = backoff.saturating_mul(2).min(i.backoff_max);
+        }
+        total
+    }
+
+    /// One client per endpoint, sharing this client's options, endpoint health and failure
+    /// counter. The attempt budget is shared out (at least one attempt each) so the members of
+    /// a quorum together make no more attempts than this client would. A member whose endpoint
+    /// is cooling down answers "unavailable" at once.
+    pub(crate) fn per_endpoint(&self) -> Vec<NanoRpcClient> {
+        let i = &*self.inner;
+        let attempts = i.max_attempts.div_ceil(i.endpoints.len()).max(1);
+        i.endpoints
+            .iter()
+            .map(|endpoint| NanoRpcClient {
+                inner: Arc::new(Inner {
+                    http: i.http.clone(),
+                    endpoints: vec![endpoint.clone()],
+                    timeout: i.timeout,
+                    max_attempts: attempts,
+                    backoff: i.backoff,
+                    backoff_max: i.backoff_max,
+                    cooldown: i.cooldown,
+                    failure_threshold: i.failure_threshold,
+                    max_response_bytes: i.max_response_bytes,
+                    failures: i.failures.clone(),
+                    skip_cooling: true,
+                }),
+            })
+            .collect()
+    }
+
     /// Posts `body` (a JSON object with an `"action"`) and parses the reply as `T`.
     ///
     /// Returns [`RpcError::Node`] for a definite `{"error": ...}` answer and
@@ -466,23 +586,45 @@ impl NanoRpcClient {
     /// fit `T` counts as an endpoint failure. The body is sent as given: include
     /// `"json_block": "true"` where blocks are returned.
     pub async fn call<T: DeserializeOwned>(&self, body: &Value) -> Result<T, RpcError> {
+        self.call_checked(body, |_: &T| None).await
+    }
+
+    /// [`call`](Self::call), where a reply that parses but for which `incomplete` gives a
+    /// reason counts as that endpoint failing (it fails over), not as an answer.
+    async fn call_checked<T: DeserializeOwned>(
+        &self,
+        body: &Value,
+        incomplete: impl Fn(&T) -> Option<&'static str>,
+    ) -> Result<T, RpcError> {
         let inner = &*self.inner;
         let mut attempts = 0;
         let mut backoff = inner.backoff;
         let mut last = String::from("no attempt made");
         loop {
             let now = Instant::now();
-            let mut pass: Vec<&Endpoint> = inner.endpoints.iter().filter(|e| !e.is_cooling(now)).collect();
+            let mut pass: Vec<&Endpoint> =
+                inner.endpoints.iter().map(|e| &**e).filter(|e| !e.is_cooling(now)).collect();
             if pass.is_empty() {
+                if inner.skip_cooling {
+                    let name = inner.endpoints.first().map_or("", |e| e.redacted.as_str());
+                    return Err(RpcError::Unavailable(format!("{name} is cooling down after failures")));
+                }
                 // Everything is cooling: trying beats refusing outright.
-                pass = inner.endpoints.iter().collect();
+                pass = inner.endpoints.iter().map(|e| &**e).collect();
             }
             for endpoint in pass {
                 if attempts >= inner.max_attempts {
                     break;
                 }
                 attempts += 1;
-                match self.attempt::<T>(endpoint, body).await {
+                let outcome = match self.attempt::<T>(endpoint, body).await {
+                    Ok(Ok(value)) => match incomplete(&value) {
+                        Some(why) => Err(format!("incomplete reply: {why}")),
+                        None => Ok(Ok(value)),
+                    },
+                    other => other,
+                };
+                match outcome {
                     Ok(answer) => {
                         endpoint.record_success();
                         return answer.map_err(RpcError::Node);
@@ -561,13 +703,18 @@ impl NanoRpcClient {
 
     /// `block_info` with `"json_block": "true"`. `Ok(None)` when the node answers
     /// `"Block not found"`.
+    ///
+    /// A reply too incomplete to judge the block ([`BlockInfo::incomplete`]: `{}`, no
+    /// contents type, no `local_timestamp`, a state block without subtype or with unreadable
+    /// contents) counts as that endpoint failing: the next endpoint is asked, and when none
+    /// gives a complete reply the call is [`RpcError::Unavailable`].
     pub async fn block_info(&self, hash: &BlockHash) -> Result<Option<BlockInfo>, RpcError> {
         let body = json!({
             "action": "block_info",
             "json_block": "true",
             "hash": hash.to_string(),
         });
-        match self.call::<BlockInfo>(&body).await {
+        match self.call_checked::<BlockInfo>(&body, BlockInfo::incomplete).await {
             Ok(info) => Ok(Some(info)),
             Err(e) if e.is_block_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -645,11 +792,12 @@ mod tests {
     #[test]
     fn redaction_drops_userinfo_path_query_and_fragment() {
         let e =
-            Endpoint::parse(0, "https://user:pa55word@node.example:7076/rpc/v1?key=topsecret#frag").unwrap();
+            Endpoint::parse(0, "https://user:pa55word@node.example:7076/rpc/v1?key=topsecret#frag", false)
+                .unwrap();
         assert_eq!(e.redacted, "https://node.example:7076/", "the path may hold an API key");
-        let e = Endpoint::parse(0, "http://[::1]/").unwrap();
+        let e = Endpoint::parse(0, "http://[::1]/", false).unwrap();
         assert_eq!(e.redacted, "http://[::1]:80/");
-        let e = Endpoint::parse(1, "https://user:pa55word@node.example/?key=topsecret").unwrap();
+        let e = Endpoint::parse(1, "https://user:pa55word@node.example/?key=topsecret", false).unwrap();
         assert_eq!(
             e.scrub("oops https://user:pa55word@node.example/?key=topsecret pa55word topsecret".into()),
             "oops *** *** ***"
@@ -663,15 +811,67 @@ mod tests {
             NanoRpcClient::new(["ftp://host/"]).unwrap_err(),
             RpcConfigError::UnsupportedScheme { index: 0, .. }
         ));
-        let err = NanoRpcClient::new(["http://ok/", "not a url with secret"]).unwrap_err();
+        let err = NanoRpcClient::new(["https://ok/", "not a url with secret"]).unwrap_err();
         assert!(matches!(err, RpcConfigError::InvalidUrl { index: 1, .. }));
         assert!(!err.to_string().contains("secret"));
-        assert!(NanoRpcClient::builder().endpoint("http://ok/").timeout(Duration::ZERO).build().is_err());
-        let c =
-            NanoRpcClient::new(["http://a/", "http://b/", "http://c/", "http://d/", "http://e/"]).unwrap();
+        assert!(NanoRpcClient::builder().endpoint("https://ok/").timeout(Duration::ZERO).build().is_err());
+        let c = NanoRpcClient::new(["https://a/", "https://b/", "https://c/", "https://d/", "https://e/"])
+            .unwrap();
         assert_eq!(c.inner.max_attempts, DEFAULT_MAX_ATTEMPTS_CAP);
-        let c = NanoRpcClient::new(["http://a/"]).unwrap();
+        let c = NanoRpcClient::new(["https://a/"]).unwrap();
         assert_eq!(c.inner.max_attempts, 2);
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_unless_allowed() {
+        for ok in [
+            "http://127.0.0.1:7076/",
+            "http://127.8.9.10/",
+            "http://127.1/",
+            "http://[::1]:7076/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://localhost:7076/",
+            "http://LOCALHOST./",
+            "https://node.example/",
+            "https://10.0.0.5:7076/",
+        ] {
+            assert!(NanoRpcClient::new([ok]).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://node.example:7076/",
+            "http://10.0.0.5:7076/",
+            "http://0.0.0.0/",
+            "http://[::2]/",
+            "http://localhost.evil.example/",
+            "http://127.0.0.1.nip.io/",
+        ] {
+            let err = NanoRpcClient::new(["https://first.example/", refused]).unwrap_err();
+            assert_eq!(err, RpcConfigError::InsecureHttp { index: 1 }, "{refused}");
+            assert!(NanoRpcClient::builder().endpoint(refused).allow_insecure_http(true).build().is_ok());
+        }
+        // The error never repeats the URL, so credentials in it stay out of logs.
+        let err =
+            NanoRpcClient::new(["http://user:hunter22@node.example/v1/APIKEY?key=topsecret"]).unwrap_err();
+        let text = format!("{err} {err:?}");
+        for secret in ["hunter22", "user", "APIKEY", "topsecret", "node.example"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+
+    #[test]
+    fn per_endpoint_clients_share_the_budget_and_the_counter() {
+        let c = NanoRpcClient::builder()
+            .endpoints(["https://a/", "https://b/", "https://c/"])
+            .max_attempts(7)
+            .build()
+            .unwrap();
+        let members = c.per_endpoint();
+        assert_eq!(members.len(), 3);
+        for (m, name) in members.iter().zip(["https://a:443/", "https://b:443/", "https://c:443/"]) {
+            assert_eq!(m.endpoints().collect::<Vec<_>>(), [name]);
+            assert_eq!(m.inner.max_attempts, 3);
+            assert!(Arc::ptr_eq(&m.inner.failures, &c.inner.failures));
+        }
     }
 
     #[test]

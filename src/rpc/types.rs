@@ -54,6 +54,40 @@ impl BlockInfo {
     pub fn subtype(&self) -> Option<&str> {
         self.subtype.as_deref().or(self.contents.subtype.as_deref())
     }
+
+    /// Why this reply is too incomplete to judge the block, or `None` when it is complete.
+    ///
+    /// A real node always sends `contents` with a `type`, a `local_timestamp`, and for state
+    /// blocks a `subtype` and well-formed contents. A reply lacking any of these (`{}`, a proxy
+    /// that strips fields, a pruned node's `"unknown"` subtype) says something about the
+    /// endpoint, not the block, so [`NanoRpcClient::block_info`](crate::rpc::NanoRpcClient::block_info)
+    /// treats it as an endpoint failure and fails over.
+    ///
+    /// ```
+    /// use nanosession::rpc::BlockInfo;
+    /// let empty: BlockInfo = serde_json::from_str("{}").unwrap();
+    /// assert!(empty.incomplete().is_some());
+    /// ```
+    pub fn incomplete(&self) -> Option<&'static str> {
+        let Some(block_type) = self.contents.block_type.as_deref().filter(|t| !t.is_empty()) else {
+            return Some("block_info reply without contents or contents type");
+        };
+        if self.local_timestamp.is_none() {
+            return Some("block_info reply without local_timestamp");
+        }
+        if block_type == "state" {
+            match self.subtype() {
+                None | Some("") => return Some("block_info reply for a state block without subtype"),
+                // A pruned node cannot tell the subtype: that is not a verdict on the block.
+                Some("unknown") => return Some("block_info reply with subtype \"unknown\""),
+                Some(_) => {}
+            }
+            if let Err(e) = self.contents.to_state_block() {
+                return Some(e.0);
+            }
+        }
+        None
+    }
 }
 
 /// The `contents` of a block as the node wrote them, every field as text.

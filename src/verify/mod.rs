@@ -13,7 +13,7 @@ use crate::nano::{Address, BlockHash, Raw};
 
 mod nano_rpc;
 
-pub use nano_rpc::{NanoRpcVerifier, NanoRpcVerifierBuilder};
+pub use nano_rpc::{NanoRpcVerifier, NanoRpcVerifierBuilder, VerifierConfigError};
 
 /// What a block must satisfy to pay one session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,9 +92,23 @@ pub trait PaymentVerifier: Send + Sync + 'static {
     /// Verifies that block `hash` pays `expected`.
     async fn verify(&self, hash: &BlockHash, expected: &Expected) -> Result<VerifiedBlock, Rejection>;
 
-    /// The longest one [`verify`](Self::verify) can take with this confirmation wait, if the
-    /// verifier bounds itself. The layer refuses at build a verifier that could outlast the
-    /// session grace, and cuts every verification off at the session's deadline anyway.
+    /// The longest one [`verify`](Self::verify) can take when `expected.confirm_wait` is
+    /// `confirm_wait`, or `None` when the verifier cannot say (the default).
+    ///
+    /// A session is kept only a short grace past its expiry, so a verification that outlasts
+    /// it could find its session gone; the layer uses this bound to refuse such a
+    /// configuration when it is built.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nanosession::rpc::NanoRpcClient;
+    /// use nanosession::verify::{NanoRpcVerifier, PaymentVerifier};
+    ///
+    /// let verifier = NanoRpcVerifier::new(NanoRpcClient::new(["http://127.0.0.1:7076/"])?);
+    /// let bound = verifier.max_duration(Duration::from_secs(3)).unwrap();
+    /// assert!(bound < Duration::from_secs(50));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn max_duration(&self, confirm_wait: Duration) -> Option<Duration> {
         let _ = confirm_wait;
         None
