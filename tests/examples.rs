@@ -38,6 +38,6 @@ fn the_grpc_example_pays_unary_and_streaming_calls() {
     assert!(out.contains("ResourceExhausted: payment_required"), "{out}");
     assert!(out.contains("Paid -> block "), "{out}");
     assert!(out.contains("payment-response metadata: true"), "{out}");
-    assert!(out.contains("ResourceExhausted: unknown_session"), "{out}");
+    assert!(out.contains("AlreadyExists: already_granted"), "{out}");
     assert_eq!(out.matches("PaidStream -> tick").count(), 3, "{out}");
 }

@@ -88,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\n4. The same proof again");
     let mut replay = ping("hi");
     *replay.metadata_mut() = proof;
-    let status = grpc.unary(PAID, replay).await.expect_err("already used");
+    let status = grpc.unary(PAID, replay).await.expect_err("already granted");
     println!("   {:?}: {}", status.code(), status.message());
 
     println!("\n5. A paid server stream");
