@@ -128,7 +128,8 @@ async fn fails_closed_and_recovers(stores: Stores, proxy: &Proxy) {
         assert!(tokio::time::Instant::now() < deadline, "the store did not recover within 15 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(get_paid(&app, Some((&session, block))).await.status, StatusCode::PAYMENT_REQUIRED);
+    let again = get_paid(&app, Some((&session, block))).await;
+    assert_eq!((again.status, again.reason.as_deref()), (StatusCode::CONFLICT, Some("already_granted")));
 }
 
 fn env(name: &str) -> Option<String> {
