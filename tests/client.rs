@@ -47,7 +47,8 @@ async fn customer(node: &MockNode) -> (Seed, Address) {
 
 /// A client for `seed`, paying through `rpc` on the dev network, with short retries.
 fn client_for(seed: &Seed, rpc: String) -> PayingClientBuilder {
-    let wallet = Wallet::from_seed(seed, 0).with_limits(PRICE.checked_add(Raw::new(MODULUS as u128)).unwrap(), FUNDS);
+    let wallet =
+        Wallet::from_seed(seed, 0).with_limits(PRICE.checked_add(Raw::new(MODULUS as u128)).unwrap(), FUNDS);
     PayingClient::builder(wallet, NanoRpcClient::new([rpc]).unwrap())
         .work_thresholds(WorkThresholds::DEV)
         .network("nano:dev")
@@ -143,9 +144,11 @@ fn paid_requests(seen: &Seen) -> Vec<Proof> {
 /// without publishing anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_expiring_before_the_retry_is_never_paid() {
-    let node =
-        MockNode::start(MockNodeConfig { confirmation_delay: Duration::from_millis(1500), ..Default::default() })
-            .unwrap();
+    let node = MockNode::start(MockNodeConfig {
+        confirmation_delay: Duration::from_millis(1500),
+        ..Default::default()
+    })
+    .unwrap();
     let addr = layer_server(&node, Duration::from_secs(1)).await;
     let (seed, account) = customer(&node).await;
     let client = client_for(&seed, node.rpc_url()).build();
@@ -471,7 +474,8 @@ async fn a_refusal_body_is_read_bounded() {
     let node = MockNode::start(MockNodeConfig::default()).unwrap();
     let (seed, account) = customer(&node).await;
     let (addr, _) = scripted(random_account(), Duration::from_secs(300), |_, _| {
-        let endless = futures_util::stream::repeat_with(|| Ok::<_, Infallible>(Bytes::from(vec![b' '; 16 * 1024])));
+        let endless =
+            futures_util::stream::repeat_with(|| Ok::<_, Infallible>(Bytes::from(vec![b' '; 16 * 1024])));
         (StatusCode::PAYMENT_REQUIRED, Body::from_stream(endless)).into_response()
     })
     .await;
@@ -481,7 +485,10 @@ async fn a_refusal_body_is_read_bounded() {
         .expect("the client returned");
     let error = outcome.unwrap_err();
     let ClientError::AfterPayment { payment, cause } = &error else { panic!("{error}") };
-    assert!(matches!(&**cause, ClientError::Refused { status: 402, reason } if reason == "unknown"), "{cause}");
+    assert!(
+        matches!(&**cause, ClientError::Refused { status: 402, reason } if reason == "unknown"),
+        "{cause}"
+    );
     paid_once(&node, &account, payment.offer.amount);
 }
 
@@ -507,7 +514,9 @@ async fn a_proof_never_follows_a_redirect() {
                 };
                 match (uri.path(), proof) {
                     ("/old", _) => to("/paid"),
-                    ("/paid", None) => challenge_response(merchant, "nano:dev", Duration::from_secs(300), "/paid"),
+                    ("/paid", None) => {
+                        challenge_response(merchant, "nano:dev", Duration::from_secs(300), "/paid")
+                    }
                     ("/paid", Some(_)) if redirect_paid.load(Ordering::SeqCst) => to("/elsewhere"),
                     ("/paid", Some(_)) => "the paid content".into_response(),
                     _ => StatusCode::NOT_FOUND.into_response(),

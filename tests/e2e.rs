@@ -219,7 +219,7 @@ async fn limits_refuse_before_anything_is_published() {
     let account = stingy.account();
     let client = PayingClient::builder(stingy, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
         .work_thresholds(WorkThresholds::DEV)
-            .network("nano:dev")
+        .network("nano:dev")
         .build();
     let error = client.get(&w.url).await.unwrap_err();
     assert!(matches!(error, ClientError::Spend(SpendError::OverLimit { .. })), "{error}");
@@ -230,7 +230,7 @@ async fn limits_refuse_before_anything_is_published() {
     let broke = Wallet::from_seed(&seed, 0).with_limits(FUNDS, Raw::new(5));
     let client = PayingClient::builder(broke, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
         .work_thresholds(WorkThresholds::DEV)
-            .network("nano:dev")
+        .network("nano:dev")
         .build();
     let error = client.get(&w.url).await.unwrap_err();
     assert!(matches!(error, ClientError::Spend(SpendError::OverBudget { .. })), "{error}");
@@ -248,7 +248,7 @@ async fn one_challenge_is_paid_once_and_secrets_stay_hidden() {
     let account = wallet.account();
     let client = PayingClient::builder(wallet, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
         .work_thresholds(WorkThresholds::DEV)
-            .network("nano:dev")
+        .network("nano:dev")
         .build();
     let offer = w.challenge().await;
     let first = client.pay(&offer).await.unwrap();
@@ -286,7 +286,12 @@ async fn a_lost_publish_is_resent_not_paid_twice() {
     let seed = Seed::from_bytes(rand::random());
     let wallet = Wallet::from_seed(&seed, 0).with_limits(FUNDS, FUNDS);
     // The account's head: a block really signed by the wallet's key (the client checks it).
-    let head = common::signed_send(&seed.derive(0), BlockHash::from_bytes([0xAB; 32]), FUNDS, &PrivateKey::from_bytes([9; 32]).public_key());
+    let head = common::signed_send(
+        &seed.derive(0),
+        BlockHash::from_bytes([0xAB; 32]),
+        FUNDS,
+        &PrivateKey::from_bytes([9; 32]).public_key(),
+    );
     node.insert_block_info(head.hash(), common::block_info_reply(&head, None, common::now_secs(), true));
     node.set_reply(
         "account_info",
@@ -297,7 +302,7 @@ async fn a_lost_publish_is_resent_not_paid_twice() {
     let rpc = NanoRpcClient::builder().endpoint(node.url()).max_attempts(1).build().unwrap();
     let client = PayingClient::builder(wallet, rpc)
         .work_thresholds(WorkThresholds::DEV)
-            .network("nano:dev")
+        .network("nano:dev")
         .confirm_timeout(Duration::ZERO)
         .build();
     let merchant = Address::from(PrivateKey::from_bytes([5; 32]).public_key());

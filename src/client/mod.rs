@@ -148,8 +148,9 @@ impl ClientError {
     }
 }
 
-/// A payment the client made for a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A payment the client made for a request. Its `Debug` form shows only the origin of `url`
+/// (a path or query may carry credentials).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Payment {
     /// What the server asked.
     pub offer: Offer,
@@ -159,6 +160,17 @@ pub struct Payment {
     pub attempts: u32,
     /// The URL that answered 402: the paid retry goes there, never through a redirect.
     pub url: reqwest::Url,
+}
+
+impl std::fmt::Debug for Payment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payment")
+            .field("offer", &self.offer)
+            .field("block", &self.block)
+            .field("attempts", &self.attempts)
+            .field("url", &self.url.origin().ascii_serialization())
+            .finish()
+    }
 }
 
 /// A response, and the payment that bought it if there was one.
@@ -504,7 +516,11 @@ impl PayingClient {
     /// };
     /// # Ok(()) }
     /// ```
-    pub async fn resume(&self, request: reqwest::Request, mut payment: Payment) -> Result<PaidResponse, ClientError> {
+    pub async fn resume(
+        &self,
+        request: reqwest::Request,
+        mut payment: Payment,
+    ) -> Result<PaidResponse, ClientError> {
         if self.uncertain_block(&payment.offer.session) == Some(payment.block) {
             if let Err(error) = self.pay_with_retries(&payment.offer).await {
                 return Err(after(payment, error));
@@ -524,7 +540,11 @@ impl PayingClient {
 
     /// The paid retry loop: the same proof, to the URL that answered 402, without redirects,
     /// until a final answer, the retry limit, or the session's expiry plus grace.
-    async fn send_paid(&self, request: &reqwest::Request, mut payment: Payment) -> Result<PaidResponse, ClientError> {
+    async fn send_paid(
+        &self,
+        request: &reqwest::Request,
+        mut payment: Payment,
+    ) -> Result<PaidResponse, ClientError> {
         let inner = &*self.inner;
         let give_up = payment.offer.expires_at.map(|at| at.saturating_add(EXPIRY_GRACE_SECS));
         let mut sent = 0;
@@ -540,9 +560,9 @@ impl PayingClient {
                 Ok(response) => {
                     let status = response.status();
                     let receipt = receipt(&response);
-                    let granted_before = receipt
-                        .as_ref()
-                        .is_some_and(|r| r.success && r.transaction.eq_ignore_ascii_case(&payment.block.to_string()));
+                    let granted_before = receipt.as_ref().is_some_and(|r| {
+                        r.success && r.transaction.eq_ignore_ascii_case(&payment.block.to_string())
+                    });
                     if status == StatusCode::CONFLICT {
                         let reason = refusal_reason(response).await;
                         if reason == "already_granted" || granted_before {
@@ -734,7 +754,8 @@ impl PayingClient {
         let balance = head.balance;
         let after =
             balance.checked_sub(amount).ok_or(ClientError::InsufficientFunds { balance, needed: amount })?;
-        let mut block = StateBlock::send(*account.public_key(), frontier, head.representative, after, to.public_key());
+        let mut block =
+            StateBlock::send(*account.public_key(), frontier, head.representative, after, to.public_key());
         block.work = self.work_for(&block.work_root(), inner.thresholds.send).await?;
         block.sign(inner.wallet.key());
         Ok(block)
@@ -785,17 +806,21 @@ impl PayingClient {
             Ok(nonce) if work::is_valid(nonce, root, threshold) => nonce,
             other => {
                 match other {
-                    Ok(_) => tracing::warn!("the node's work does not meet the threshold; computing it locally"),
+                    Ok(_) => {
+                        tracing::warn!("the node's work does not meet the threshold; computing it locally")
+                    }
                     Err(error) => tracing::debug!(%error, "no work from the node; computing it locally"),
                 }
                 let owned = *root;
-                tokio::task::spawn_blocking(move || work::generate(&owned, threshold, &AtomicBool::new(false)))
-                    .await
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| {
-                        ClientError::Node(RpcError::Unavailable("local work generation failed".into()))
-                    })?
+                tokio::task::spawn_blocking(move || {
+                    work::generate(&owned, threshold, &AtomicBool::new(false))
+                })
+                .await
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    ClientError::Node(RpcError::Unavailable("local work generation failed".into()))
+                })?
             }
         };
         *self.inner.last_work.lock().unwrap_or_else(|e| e.into_inner()) = Some((*root, nonce));

@@ -540,7 +540,11 @@ mod tests {
             let fits = B64.encode(full).len() <= super::super::MAX_SIGNATURE_HEADER_LEN;
             let form = if fits { super::super::ProofForm::X402 } else { super::super::ProofForm::Headers };
             assert_eq!(proof.form, form, "len {len}");
-            if fits { saw.0 = true } else { saw.1 = true }
+            if fits {
+                saw.0 = true
+            } else {
+                saw.1 = true
+            }
         }
         assert_eq!(saw, (true, true), "the range crosses the limit");
     }
