@@ -621,3 +621,61 @@ async fn x402_v1_x_payment_alone_is_a_clear_malformed_payment() {
     assert!(detail.contains("X-PAYMENT-SESSION + X-PAYMENT-BLOCK"), "{detail}");
     assert_eq!(ledger.calls(), 0);
 }
+
+/// `process` never answers: the money stays counted and the error hands out the payment (the
+/// uncertain block); `resume` re-sends that very block, then the proof, and pays nothing new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_publish_is_handed_out_and_resumed_with_the_same_block() {
+    let node = common::CannedNode::start().await;
+    let seed = Seed::from_bytes(rand::random());
+    let key = seed.derive(0);
+    let head = common::signed_send(
+        &key,
+        nanosession::nano::BlockHash::from_bytes([0xAB; 32]),
+        FUNDS,
+        &key.public_key(),
+    );
+    node.insert_block_info(head.hash(), common::block_info_reply(&head, None, unix_now(), true));
+    let account = Address::from(key.public_key());
+    node.set_reply(
+        "account_info",
+        serde_json::json!({"frontier": head.hash().to_string(), "balance": FUNDS.to_string(), "representative": account.to_string()}),
+    );
+    node.set_reply("work_generate", serde_json::json!({"error": "RPC control is disabled"}));
+    node.set_reply("process", serde_json::json!({"error": "Internal server error in RPC"}));
+    let rpc = NanoRpcClient::builder().endpoint(node.url()).max_attempts(1).build().unwrap();
+    let wallet = Wallet::from_seed(&seed, 0).with_limits(FUNDS, FUNDS);
+    let client = PayingClient::builder(wallet, rpc)
+        .work_thresholds(WorkThresholds::DEV)
+        .network("nano:dev")
+        .confirm_timeout(Duration::from_millis(100))
+        .retries(1, Duration::from_millis(100))
+        .build();
+    let (addr, seen) =
+        scripted(random_account(), Duration::from_secs(300), |_, _| "the paid content".into_response()).await;
+    let url = format!("http://{addr}/paid?token=secret-in-query");
+
+    let error = client.get(&url).await.unwrap_err();
+    let ClientError::AfterPayment { payment, cause } = &error else { panic!("{error}") };
+    assert!(matches!(**cause, ClientError::Node(_)), "{cause}");
+    assert!(paid_requests(&seen).is_empty(), "no proof before the block is known to be published");
+    assert!(!format!("{error:?}").contains("secret-in-query"), "the URL's query stays out of Debug");
+    let spent = FUNDS.checked_sub(payment.offer.amount).unwrap();
+    assert_eq!(client.wallet().remaining_budget(), spent, "an unanswered publish still counts");
+
+    node.set_reply("process", serde_json::json!({"hash": payment.block.to_string()}));
+    let request = reqwest::Client::new().get(&url).build().unwrap();
+    let paid = client.resume(request, (**payment).clone()).await.unwrap();
+    assert_eq!(paid.response.status(), 200);
+    let published: Vec<_> = node
+        .requests()
+        .into_iter()
+        .filter(|r| r.body["action"] == "process")
+        .map(|r| r.body["block"].clone())
+        .collect();
+    assert_eq!(published.len(), 3, "two unanswered tries, then the re-send");
+    assert!(published.iter().all(|b| *b == published[0]), "the very same signed block each time");
+    assert_eq!(paid_requests(&seen).iter().map(|p| p.block).collect::<Vec<_>>(), vec![payment.block]);
+    assert_eq!(client.wallet().remaining_budget(), spent, "counted once");
+    assert_eq!(node.count_action("account_info"), 1, "no second send was built");
+}
