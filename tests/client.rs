@@ -107,7 +107,7 @@ where
             let proof = Proof::from_headers(&headers).unwrap();
             log.lock().unwrap().push((uri.path().to_owned(), proof));
             match proof {
-                None => challenge_response(pay_to, "nano:dev", ttl, uri.path()),
+                None => challenge_response(pay_to, "nano:dev", ttl, &uri.to_string()),
                 Some(proof) => paid(count.fetch_add(1, Ordering::SeqCst) + 1, &proof),
             }
         }

@@ -206,8 +206,9 @@ pub struct MalformedChallenge(pub &'static str);
 /// What a 402 asks a client to pay, read from either header form (the client's side of
 /// [`Challenge`]).
 ///
-/// With both forms present they must agree; with only one, it is used.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// With both forms present they must agree; with only one, it is used. Its `Debug` form leaves
+/// out the x402 requirements (their resource URL may carry credentials in its query).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Offer {
     /// The session to echo back.
     pub session: SessionId,
@@ -230,6 +231,21 @@ pub struct Offer {
     /// The network of the x402 requirements (`nano:mainnet`, …); `None` for a Rev 5 challenge,
     /// which does not name one.
     pub network: Option<String>,
+}
+
+impl std::fmt::Debug for Offer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offer")
+            .field("session", &self.session)
+            .field("pay_to", &self.pay_to)
+            .field("amount", &self.amount)
+            .field("price", &self.price)
+            .field("tag", &self.tag)
+            .field("x402", &self.required.is_some())
+            .field("expires_at", &self.expires_at)
+            .field("network", &self.network)
+            .finish()
+    }
 }
 
 fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
