@@ -111,6 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     show(&node, &rpc, "before", customer, pay_to).await?;
     let client = PayingClient::builder(wallet, NanoRpcClient::new([node.rpc_url()])?)
         .work_thresholds(WorkThresholds::DEV)
+        .network("nano:dev")
         .build();
     let paid = client.get(&url).await?;
     let payment = paid.payment.clone().expect("the server asked for a payment");
@@ -140,6 +141,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     step(3, "The merchant receives the payment into its balance");
     let merchant_client = PayingClient::builder(merchant, NanoRpcClient::new([node.rpc_url()])?)
         .work_thresholds(WorkThresholds::DEV)
+        .network("nano:dev")
         .build();
     merchant_client.receive_all().await?;
     show(&node, &rpc, "now   ", customer, pay_to).await?;

@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use nanosession::client::{ClientError, PayingClient, SpendError, Wallet, WorkThresholds};
 use nanosession::mock_node::{MockNode, MockNodeConfig};
-use nanosession::nano::{Address, PrivateKey, Raw, Seed};
+use nanosession::nano::{Address, BlockHash, PrivateKey, Raw, Seed};
 use nanosession::protocol::Offer;
 use nanosession::rpc::NanoRpcClient;
 use nanosession::verify::NanoRpcVerifier;
@@ -77,6 +77,7 @@ impl World {
         let account = wallet.account();
         let builder = PayingClient::builder(wallet, NanoRpcClient::new([self.node.rpc_url()]).unwrap())
             .work_thresholds(WorkThresholds::DEV)
+            .network("nano:dev")
             .retries(10, Duration::from_secs(1));
         let client = if x402 { builder.build() } else { builder.rev5_headers().build() };
         (client, account)
@@ -168,6 +169,7 @@ async fn unconfirmed_then_confirmed_without_paying_twice() {
         let account = wallet.account();
         let client = PayingClient::builder(wallet, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
             .work_thresholds(WorkThresholds::DEV)
+            .network("nano:dev")
             .confirm_timeout(Duration::from_millis(100)) // do not wait: let the server say so
             .retries(10, Duration::from_secs(2))
             .build();
@@ -217,6 +219,7 @@ async fn limits_refuse_before_anything_is_published() {
     let account = stingy.account();
     let client = PayingClient::builder(stingy, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
         .work_thresholds(WorkThresholds::DEV)
+        .network("nano:dev")
         .build();
     let error = client.get(&w.url).await.unwrap_err();
     assert!(matches!(error, ClientError::Spend(SpendError::OverLimit { .. })), "{error}");
@@ -227,6 +230,7 @@ async fn limits_refuse_before_anything_is_published() {
     let broke = Wallet::from_seed(&seed, 0).with_limits(FUNDS, Raw::new(5));
     let client = PayingClient::builder(broke, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
         .work_thresholds(WorkThresholds::DEV)
+        .network("nano:dev")
         .build();
     let error = client.get(&w.url).await.unwrap_err();
     assert!(matches!(error, ClientError::Spend(SpendError::OverBudget { .. })), "{error}");
@@ -244,6 +248,7 @@ async fn one_challenge_is_paid_once_and_secrets_stay_hidden() {
     let account = wallet.account();
     let client = PayingClient::builder(wallet, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
         .work_thresholds(WorkThresholds::DEV)
+        .network("nano:dev")
         .build();
     let offer = w.challenge().await;
     let first = client.pay(&offer).await.unwrap();
@@ -280,15 +285,24 @@ async fn a_lost_publish_is_resent_not_paid_twice() {
     let node = common::CannedNode::start().await;
     let seed = Seed::from_bytes(rand::random());
     let wallet = Wallet::from_seed(&seed, 0).with_limits(FUNDS, FUNDS);
+    // The account's head: a block really signed by the wallet's key (the client checks it).
+    let head = common::signed_send(
+        &seed.derive(0),
+        BlockHash::from_bytes([0xAB; 32]),
+        FUNDS,
+        &PrivateKey::from_bytes([9; 32]).public_key(),
+    );
+    node.insert_block_info(head.hash(), common::block_info_reply(&head, None, common::now_secs(), true));
     node.set_reply(
         "account_info",
-        serde_json::json!({"frontier": "AB".repeat(32), "balance": FUNDS.to_string(), "representative": wallet.account().to_string()}),
+        serde_json::json!({"frontier": head.hash().to_string(), "balance": FUNDS.to_string(), "representative": wallet.account().to_string()}),
     );
     node.set_reply("work_generate", serde_json::json!({"error": "RPC control is disabled"}));
     node.set_reply("process", serde_json::json!({"error": "Internal server error in RPC"}));
     let rpc = NanoRpcClient::builder().endpoint(node.url()).max_attempts(1).build().unwrap();
     let client = PayingClient::builder(wallet, rpc)
         .work_thresholds(WorkThresholds::DEV)
+        .network("nano:dev")
         .confirm_timeout(Duration::ZERO)
         .build();
     let merchant = Address::from(PrivateKey::from_bytes([5; 32]).public_key());
@@ -299,6 +313,8 @@ async fn a_lost_publish_is_resent_not_paid_twice() {
         price: PRICE,
         tag: 0,
         required: None,
+        expires_at: None,
+        network: None,
     };
 
     assert!(matches!(client.pay(&offer).await, Err(ClientError::Node(_))));
@@ -335,6 +351,7 @@ async fn a_refused_publish_is_refunded() {
     let weak = WorkThresholds { send: 0, receive: 0 };
     let client = PayingClient::builder(wallet, NanoRpcClient::new([w.node.rpc_url()]).unwrap())
         .work_thresholds(weak)
+        .network("nano:dev")
         .build();
     let offer = w.challenge().await;
     let error = client.pay(&offer).await.unwrap_err();

@@ -66,6 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_limits(PRICE.checked_add(Raw::new(10_000_000)).unwrap(), Raw::ONE_XNO);
     let payer = PayingClient::builder(wallet, NanoRpcClient::new([node.rpc_url()])?)
         .work_thresholds(WorkThresholds::DEV)
+        .network("nano:dev")
         .build();
     let mut grpc = PaywallClient::connect(format!("http://{addr}")).await?;
 

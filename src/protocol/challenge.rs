@@ -206,8 +206,9 @@ pub struct MalformedChallenge(pub &'static str);
 /// What a 402 asks a client to pay, read from either header form (the client's side of
 /// [`Challenge`]).
 ///
-/// With both forms present they must agree; with only one, it is used.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// With both forms present they must agree; with only one, it is used. Its `Debug` form leaves
+/// out the x402 requirements (their resource URL may carry credentials in its query).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Offer {
     /// The session to echo back.
     pub session: SessionId,
@@ -222,6 +223,29 @@ pub struct Offer {
     /// The x402 requirements, when the server sent `PAYMENT-REQUIRED` (needed for a
     /// `PAYMENT-SIGNATURE` retry).
     pub required: Option<PaymentRequired>,
+    /// When the session expires, in Unix seconds on this machine's clock: the earliest of
+    /// `X-PAYMENT-EXPIRES`, `extra.nanoSession.expiresAt` and the time the challenge was read
+    /// plus `maxTimeoutSeconds` (the relative form is immune to clock offset, the absolute one to
+    /// stale challenges). `None` when the server stated none.
+    pub expires_at: Option<u64>,
+    /// The network of the x402 requirements (`nano:mainnet`, …); `None` for a Rev 5 challenge,
+    /// which does not name one.
+    pub network: Option<String>,
+}
+
+impl std::fmt::Debug for Offer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Offer")
+            .field("session", &self.session)
+            .field("pay_to", &self.pay_to)
+            .field("amount", &self.amount)
+            .field("price", &self.price)
+            .field("tag", &self.tag)
+            .field("x402", &self.required.is_some())
+            .field("expires_at", &self.expires_at)
+            .field("network", &self.network)
+            .finish()
+    }
 }
 
 fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
@@ -243,12 +267,13 @@ impl Offer {
             None => None,
         };
         match (x402, rev5) {
-            (Some(a), Some(b)) => {
+            (Some(mut a), Some(b)) => {
                 if (a.session, a.pay_to, a.amount, a.price, a.tag)
                     != (b.session, b.pay_to, b.amount, b.price, b.tag)
                 {
                     return Err(MalformedChallenge("the two header forms disagree"));
                 }
+                a.expires_at = earliest(a.expires_at, b.expires_at);
                 Ok(a)
             }
             (Some(offer), None) | (None, Some(offer)) => Ok(offer),
@@ -266,12 +291,17 @@ impl Offer {
         if session.resource_amount_raw.checked_add(Raw::new(session.tag as u128)) != Some(entry.amount) {
             return Err(MalformedChallenge("amount is not price plus tag"));
         }
+        let stated = parse_expiry(&session.expires_at)
+            .ok_or(MalformedChallenge("extra.nanoSession.expiresAt is not an RFC 3339 time"))?;
+        let relative = unix_now().saturating_add(entry.max_timeout_seconds);
         Ok(Offer {
             session: session.id,
             pay_to: entry.pay_to,
             amount: entry.amount,
             price: session.resource_amount_raw,
             tag: session.tag,
+            expires_at: earliest(Some(stated), Some(relative)),
+            network: Some(entry.network.clone()),
             required: Some(required.clone()),
         })
     }
@@ -299,37 +329,71 @@ impl Offer {
         }
         let amount =
             price.checked_add(Raw::new(tag as u128)).ok_or(MalformedChallenge("amount overflows"))?;
-        Ok(Offer { session, pay_to, amount, price, tag, required: None })
+        let expires_at = match text(headers, &X_PAYMENT_EXPIRES) {
+            Some(value) => Some(
+                parse_expiry(value).ok_or(MalformedChallenge("X-PAYMENT-EXPIRES is not an RFC 3339 time"))?,
+            ),
+            None => None,
+        };
+        Ok(Offer { session, pay_to, amount, price, tag, required: None, expires_at, network: None })
+    }
+
+    /// Seconds left before the session expires, on this machine's clock (`None`: unknown).
+    pub fn seconds_left(&self) -> Option<u64> {
+        self.expires_at.map(|at| at.saturating_sub(unix_now()))
     }
 
     /// The headers of the paid retry for `block`: `PAYMENT-SIGNATURE` when `x402` is asked for
     /// and the server sent `PAYMENT-REQUIRED`, else `X-PAYMENT-SESSION` + `X-PAYMENT-BLOCK`.
+    ///
+    /// The x402 payload echoes the resource URL, so a long path and query can push it past the
+    /// server's [`MAX_SIGNATURE_HEADER_LEN`](super::MAX_SIGNATURE_HEADER_LEN); the short Rev 5
+    /// pair (which every NanoSession server accepts) is sent instead, so a payment is never
+    /// refused for its proof's size.
     pub fn proof_headers(&self, block: &crate::nano::BlockHash, x402: bool) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        match (&self.required, x402) {
-            (Some(required), true) => {
-                let accepted = required
-                    .accepts
-                    .iter()
-                    .find(|a| a.scheme == "exact" && a.asset == "XNO")
-                    .expect("from_required checked it")
-                    .clone();
-                let payload = super::PaymentPayload {
-                    x402_version: X402_VERSION,
-                    resource: required.resource.clone(),
-                    accepted,
-                    payload: super::ProofPayload { proof: *block },
-                };
-                let json = serde_json::to_vec(&payload).expect("PaymentPayload serializes");
-                headers.insert(PAYMENT_SIGNATURE, sensitive(header(B64.encode(json))));
-            }
-            _ => {
-                headers.insert(X_PAYMENT_SESSION, sensitive(header(self.session.to_string())));
-                headers.insert(X_PAYMENT_BLOCK, header(block.to_string()));
+        if let (Some(required), true) = (&self.required, x402) {
+            let accepted = required
+                .accepts
+                .iter()
+                .find(|a| a.scheme == "exact" && a.asset == "XNO")
+                .expect("from_required checked it")
+                .clone();
+            let payload = super::PaymentPayload {
+                x402_version: X402_VERSION,
+                resource: required.resource.clone(),
+                accepted,
+                payload: super::ProofPayload { proof: *block },
+            };
+            let json = serde_json::to_vec(&payload).expect("PaymentPayload serializes");
+            let value = B64.encode(json);
+            if value.len() <= super::MAX_SIGNATURE_HEADER_LEN {
+                headers.insert(PAYMENT_SIGNATURE, sensitive(header(value)));
+                return headers;
             }
         }
+        headers.insert(X_PAYMENT_SESSION, sensitive(header(self.session.to_string())));
+        headers.insert(X_PAYMENT_BLOCK, header(block.to_string()));
         headers
     }
+}
+
+/// The earlier of two optional times.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// An RFC 3339 time as Unix seconds (fractions dropped).
+fn parse_expiry(value: &str) -> Option<u64> {
+    let at = humantime::parse_rfc3339_weak(value.trim()).ok()?;
+    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -430,5 +494,74 @@ mod tests {
                 super::super::Proof::from_headers(&offer.proof_headers(&block, x402)).unwrap().unwrap();
             assert_eq!((proof.session, proof.block), (session.id, block), "x402: {x402}");
         }
+    }
+
+    #[test]
+    fn the_expiry_is_read_from_every_form_and_the_earliest_wins() {
+        let (challenge, session, headers) = issued();
+        let both = Offer::from_headers(&headers).unwrap();
+        assert_eq!(both.expires_at, Some(session.expires_at), "the stated expiry is in the past: it wins");
+        assert_eq!(both.network.as_deref(), Some("nano:dev"));
+        assert_eq!(both.seconds_left(), Some(0));
+
+        let mut rev5 = headers.clone();
+        rev5.remove(PAYMENT_REQUIRED);
+        let only_rev5 = Offer::from_headers(&rev5).unwrap();
+        assert_eq!((only_rev5.expires_at, only_rev5.network), (Some(session.expires_at), None));
+        rev5.insert(X_PAYMENT_EXPIRES, HeaderValue::from_static("soon"));
+        assert!(Offer::from_headers(&rev5).is_err(), "an unreadable expiry is malformed");
+
+        // A session issued now for 300 s: the relative form bounds it even if expiresAt lies.
+        let now = unix_now();
+        let fresh = Session::issue(
+            challenge.pay_to(),
+            Raw::new(1_000_000_000),
+            10_000_000,
+            now,
+            std::time::Duration::from_secs(300),
+        )
+        .unwrap();
+        let mut required = challenge.payment_required(&fresh, "/paid");
+        required.accepts[0].extra.nano_session.expires_at = rfc3339(now + 100_000);
+        let mut x402 = HeaderMap::new();
+        x402.insert(PAYMENT_REQUIRED, header(B64.encode(serde_json::to_vec(&required).unwrap())));
+        let offer = Offer::from_headers(&x402).unwrap();
+        let left = offer.seconds_left().unwrap();
+        assert!((299..=300).contains(&left), "{left}");
+    }
+
+    /// Whatever the length of the resource URL, the proof fits the server's limit and parses;
+    /// PAYMENT-SIGNATURE is used exactly as long as it fits.
+    #[test]
+    fn a_long_resource_never_makes_the_proof_too_long() {
+        let (challenge, session, _) = issued();
+        let block = crate::nano::BlockHash::from_bytes([7; 32]);
+        let mut saw = (false, false);
+        for len in (4_000..7_000).step_by(7) {
+            let path = format!("/paid?q={}", "a".repeat(len));
+            let required = challenge.payment_required(&session, &path);
+            let mut headers = HeaderMap::new();
+            challenge.write_headers(&session, &required, &mut headers);
+            let offer = Offer::from_headers(&headers).unwrap();
+            let proof_headers = offer.proof_headers(&block, true);
+            let proof = super::super::Proof::from_headers(&proof_headers).unwrap().unwrap();
+            assert_eq!((proof.session, proof.block), (session.id, block), "len {len}");
+            let full = serde_json::to_vec(&super::super::PaymentPayload {
+                x402_version: X402_VERSION,
+                resource: required.resource.clone(),
+                accepted: required.accepts[0].clone(),
+                payload: super::super::ProofPayload { proof: block },
+            })
+            .unwrap();
+            let fits = B64.encode(full).len() <= super::super::MAX_SIGNATURE_HEADER_LEN;
+            let form = if fits { super::super::ProofForm::X402 } else { super::super::ProofForm::Headers };
+            assert_eq!(proof.form, form, "len {len}");
+            if fits {
+                saw.0 = true
+            } else {
+                saw.1 = true
+            }
+        }
+        assert_eq!(saw, (true, true), "the range crosses the limit");
     }
 }

@@ -10,6 +10,9 @@ use crate::session::SessionId;
 /// The largest `PAYMENT-SIGNATURE` header accepted, in bytes (before base64 decoding).
 pub const MAX_SIGNATURE_HEADER_LEN: usize = 8 * 1024;
 
+/// x402 v1's proof header. Not a proof form of this crate (yet): see [`x402_v1`].
+const X_PAYMENT: HeaderName = HeaderName::from_static("x-payment");
+
 /// A paid retry's claim: "block `block` pays session `session`". Nothing else the client sent
 /// is kept, so nothing else can be trusted by mistake.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,9 +128,13 @@ impl Proof {
             (None, Some(_)) => return Err(MalformedProof("X-PAYMENT-SESSION is missing")),
         };
         let x402 = signature.map(parse_signature).transpose()?;
+        let v1 = single(headers, &X_PAYMENT)?;
 
         Ok(match (rev5, x402) {
-            (None, None) => None,
+            (None, None) => match v1 {
+                Some(value) => return Err(x402_v1(value)),
+                None => None,
+            },
             (Some((session, block)), None) => Some(Proof { session, block, form: ProofForm::Headers }),
             (None, Some((session, block))) => Some(Proof { session, block, form: ProofForm::X402 }),
             (Some(a), Some(b)) if a == b => Some(Proof { session: a.0, block: a.1, form: ProofForm::Both }),
@@ -147,6 +154,17 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a st
         return Err(MalformedProof("a payment header is too long"));
     }
     first.to_str().map(Some).map_err(|_| MalformedProof("a payment header is not visible ASCII"))
+}
+
+/// An x402 v1 `X-PAYMENT` header sent without either accepted form. Without this answer a v1
+/// client would see a fresh 402 and pay again; the detail names what to send instead. The one
+/// place that reads `X-PAYMENT` (signed blocks in it will be parsed here). Sent next to an
+/// accepted form, it is ignored.
+fn x402_v1(_value: &str) -> MalformedProof {
+    MalformedProof(
+        "X-PAYMENT (x402 v1) is not accepted: send PAYMENT-SIGNATURE with x402Version 2, \
+         or X-PAYMENT-SESSION + X-PAYMENT-BLOCK",
+    )
 }
 
 fn parse_signature(value: &str) -> Result<(SessionId, BlockHash), MalformedProof> {
