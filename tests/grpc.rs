@@ -53,6 +53,13 @@ async fn harness(
         .verifier_shared(ledger.clone());
     let layer = configure(builder).build().unwrap();
 
+    let addr = serve(layer).await;
+    let client = PaywallClient::connect(format!("http://{addr}")).await.unwrap();
+    Harness { client, ledger, store, sessions }
+}
+
+/// The example's service behind `layer` on a loopback port.
+async fn serve(layer: PaymentRequiredLayer) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
@@ -61,8 +68,7 @@ async fn harness(
             .add_service(PaywallServer)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let client = PaywallClient::connect(format!("http://{addr}")).await.unwrap();
-    Harness { client, ledger, store, sessions }
+    addr
 }
 
 fn ping() -> Request<Ping> {
@@ -345,14 +351,7 @@ async fn f1_options_with_a_grpc_body_is_refused_like_a_post() {
         .verifier_shared(ledger.clone())
         .build()
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(layer)
-            .add_service(PaywallServer)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let addr = serve(layer).await;
     let channel =
         tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
     for method in [http::Method::POST, http::Method::OPTIONS] {

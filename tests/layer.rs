@@ -135,28 +135,39 @@ impl Harness {
         sessions: MemorySessionStore,
         configure: impl FnOnce(PaymentRequiredLayerBuilder) -> PaymentRequiredLayerBuilder,
     ) -> Self {
+        Self::with_ledger(sessions, |b, _| configure(b))
+    }
+
+    /// Like [`with_sessions`](Self::with_sessions), with the ledger at hand (to wrap it).
+    fn with_ledger(
+        sessions: MemorySessionStore,
+        configure: impl FnOnce(PaymentRequiredLayerBuilder, &Arc<FakeLedger>) -> PaymentRequiredLayerBuilder,
+    ) -> Self {
         let ledger = FakeLedger::new();
         let sessions = Arc::new(sessions);
         let spent = Arc::new(MemorySpentSet::default());
         let builder =
             base_builder(&ledger).session_store_shared(sessions.clone()).spent_set_shared(spent.clone());
-        let layer = configure(builder).build().expect("valid configuration").json_body();
+        let layer = configure(builder, &ledger).build().expect("valid configuration").json_body();
         let metrics = layer.metrics();
         Harness { app: routes().layer(layer), ledger, sessions, spent, metrics }
     }
 
     /// The layer over a [`FailingStore`] (both roles) wrapping this harness's memory stores.
     fn failing() -> (Self, Arc<FailingStore>) {
+        Self::failing_with(|b| b)
+    }
+
+    fn failing_with(
+        configure: impl FnOnce(PaymentRequiredLayerBuilder) -> PaymentRequiredLayerBuilder,
+    ) -> (Self, Arc<FailingStore>) {
         let ledger = FakeLedger::new();
         let sessions = Arc::new(MemorySessionStore::default());
         let spent = Arc::new(MemorySpentSet::default());
         let store = FailingStore::new(sessions.clone(), spent.clone());
-        let layer = base_builder(&ledger)
-            .session_store_shared(store.clone())
-            .spent_set_shared(store.clone())
-            .build()
-            .unwrap()
-            .json_body();
+        let builder =
+            base_builder(&ledger).session_store_shared(store.clone()).spent_set_shared(store.clone());
+        let layer = configure(builder).build().unwrap().json_body();
         let metrics = layer.metrics();
         (Harness { app: routes().layer(layer), ledger, sessions, spent, metrics }, store)
     }
@@ -1865,18 +1876,7 @@ async fn f3_every_spelling_of_a_priced_path_is_priced_and_deny_blocks_the_rest()
 /// paid session still settles once the store is back.
 #[tokio::test]
 async fn f4_outage_between_claim_and_take_outlasting_the_session_does_not_burn_the_payment() {
-    let ledger = FakeLedger::new();
-    let sessions = Arc::new(MemorySessionStore::default());
-    let spent = Arc::new(MemorySpentSet::default());
-    let store = FailingStore::new(sessions.clone(), spent.clone());
-    let layer = base_builder(&ledger)
-        .session_ttl(Duration::from_secs(1))
-        .session_store_shared(store.clone())
-        .spent_set_shared(store.clone())
-        .build()
-        .unwrap()
-        .json_body();
-    let h = Harness { app: routes().layer(layer.clone()), ledger, sessions, spent, metrics: layer.metrics() };
+    let (h, store) = Harness::failing_with(|b| b.session_ttl(Duration::from_secs(1)));
     let issued = h.challenge("/paid").await;
     let block = h.pay(&issued);
     store.fail_only(&[StoreOp::Take]);
@@ -1911,18 +1911,10 @@ impl nanosession::verify::PaymentVerifier for Slow {
 /// which is granted.
 #[tokio::test]
 async fn f14_expiry_during_an_in_flight_verification_does_not_burn_it() {
-    let ledger = FakeLedger::new();
-    let sessions = Arc::new(MemorySessionStore::default());
-    let spent = Arc::new(MemorySpentSet::default());
-    let layer = base_builder(&ledger)
-        .verifier(Slow { ledger: ledger.clone(), delay: Duration::from_millis(3500) })
-        .session_ttl(Duration::from_secs(1))
-        .session_store_shared(sessions.clone())
-        .spent_set_shared(spent.clone())
-        .build()
-        .unwrap()
-        .json_body();
-    let h = Harness { app: routes().layer(layer.clone()), ledger, sessions, spent, metrics: layer.metrics() };
+    let h = Harness::with_ledger(MemorySessionStore::default(), |b, ledger| {
+        b.verifier(Slow { ledger: ledger.clone(), delay: Duration::from_millis(3500) })
+            .session_ttl(Duration::from_secs(1))
+    });
     let issued = h.challenge("/paid").await;
     let block = h.pay(&issued);
     let first = {
