@@ -296,7 +296,11 @@ impl<M> Gate<M> {
             }
             // Spent by another session. (Claimed by this very session means an earlier attempt
             // was interrupted between claim and consumption: it may finish now.)
-            if s.spent.owner(&proof.block).await.map_err(store_down)?.is_some_and(|owner| owner != session.id)
+            if s.spent
+                .owner(&proof.block)
+                .await
+                .map_err(store_down)?
+                .is_some_and(|owner| owner != session.id.key())
             {
                 return Err(Reason::AlreadySpent);
             }
