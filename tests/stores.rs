@@ -383,3 +383,385 @@ mod reopen {
         survives(connect().await, connect()).await;
     }
 }
+
+/// The value of a variable `./scripts/test` sets, or `None` with a notice.
+fn env(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok();
+    if value.is_none() {
+        eprintln!("{name} is not set: skipping (./scripts/test sets it and starts the server)");
+    }
+    value
+}
+
+/// Redis behaviours that need a server of their own (`NSTEST_REDIS_ISOLATED_URL`, with a
+/// replica): eviction policy, replication acknowledgement, slowness.
+mod redis_server {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use nanosession::session::{unix_now, SessionId};
+    use nanosession::store::conformance::{random_hash, random_merchant, session};
+    use nanosession::store::{Claim, Insert, RedisOptions, RedisStore, SessionStore, SpentSet};
+
+    /// Tests on the isolated server reconfigure or block it: one at a time.
+    static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    fn options() -> RedisOptions {
+        RedisOptions { prefix: super::unique_prefix(), ..Default::default() }
+    }
+
+    /// F8: a Redis that may evict is refused at start (naming the policy), unless overridden;
+    /// one whose CONFIG is forbidden is refused with a message naming the override.
+    #[tokio::test]
+    async fn an_evicting_redis_is_refused() {
+        let Some(url) = super::env("NSTEST_REDIS_ISOLATED_URL") else { return };
+        let _one = SERVER.lock().await;
+        let mut conn = raw(&url).await;
+        let set = |policy: &'static str| {
+            let mut conn = conn.clone();
+            async move {
+                let _: () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("maxmemory-policy")
+                    .arg(policy)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        };
+        set("volatile-lru").await;
+        let refused = RedisStore::connect_with(&url, options()).await;
+        let allowed =
+            RedisStore::connect_with(&url, RedisOptions { allow_eviction: true, ..options() }).await;
+        set("noeviction").await;
+        let error = refused.expect_err("volatile-lru is refused").to_string();
+        assert!(error.contains("maxmemory-policy") && error.contains("volatile-lru"), "{error}");
+        assert!(allowed.is_ok(), "allow_eviction overrides");
+        assert!(RedisStore::connect_with(&url, options()).await.is_ok(), "noeviction is accepted");
+
+        // A user without CONFIG (as on managed Redis).
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", "nstest_noconfig", "on", ">pw", "~*", "&*", "+@all", "-config"][..])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let limited = url.replace("redis://", "redis://nstest_noconfig:pw@");
+        let error =
+            RedisStore::connect_with(&limited, options()).await.expect_err("unknown policy").to_string();
+        assert!(error.contains("allow_eviction") && !error.contains("pw@"), "{error}");
+        let allowed =
+            RedisStore::connect_with(&limited, RedisOptions { allow_eviction: true, ..options() }).await;
+        assert!(allowed.is_ok());
+    }
+
+    /// F8: nothing the store writes can expire or be picked by a `volatile-*` eviction: no key
+    /// has a TTL.
+    #[tokio::test]
+    async fn no_key_has_a_ttl() {
+        let Some(url) = super::env("REDIS_URL") else { return };
+        let options = options();
+        let prefix = options.prefix.clone();
+        let store = RedisStore::connect_with(&url, options).await.unwrap();
+        let s = session(random_merchant(), 1_000_000, 3, 0, 300);
+        assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+        assert_eq!(store.claim(&random_hash(), &s.id, unix_now() + 3600).await.unwrap(), Claim::New);
+        let mut conn = raw(&url).await;
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap();
+        assert!(keys.len() >= 4, "session, amount, pending, spent, spent index: {keys:?}");
+        for key in keys {
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+            assert_eq!(ttl, -1, "{key} has a TTL");
+        }
+    }
+
+    /// F18: amount reservations follow the layer's clock, whatever Redis's clock says: a
+    /// session on a clock 11 days ahead of or behind Redis holds its amount through expiry
+    /// plus the grace, and not beyond.
+    #[tokio::test]
+    async fn amount_reservations_follow_the_layers_clock() {
+        let Some(url) = super::env("REDIS_URL") else { return };
+        let store = RedisStore::connect_with(&url, options()).await.unwrap();
+        for offset in [-1_000_000i64, 1_000_000] {
+            let now = unix_now().checked_add_signed(offset).unwrap();
+            let merchant = random_merchant();
+            let at = |now: u64| {
+                let mut s = session(merchant, 1_000_000, 5, 0, 300);
+                s.created_at = now;
+                s.expires_at = now + 300;
+                s
+            };
+            let first = at(now);
+            assert_eq!(store.insert(&first, now).await.unwrap(), Insert::Inserted);
+            let grace = nanosession::store::SESSION_GRACE_SECS;
+            let later = now + 300 + grace;
+            assert_eq!(
+                store.insert(&at(later), later).await.unwrap(),
+                Insert::AmountInUse,
+                "offset {offset}: reserved"
+            );
+            let after = later + 1;
+            assert_eq!(
+                store.insert(&at(after), after).await.unwrap(),
+                Insert::Inserted,
+                "offset {offset}: free"
+            );
+        }
+    }
+
+    /// F9: with `min_replicas`, claims and takes count only once a replica has them; a
+    /// shortfall is an error and the claim stays with its session, so its retry re-enters.
+    #[tokio::test]
+    async fn claims_wait_for_replicas() {
+        let Some(url) = super::env("NSTEST_REDIS_ISOLATED_URL") else { return };
+        let _one = SERVER.lock().await;
+        let base = options();
+        let replicated =
+            RedisStore::connect_with(&url, RedisOptions { min_replicas: 1, ..base.clone() }).await.unwrap();
+        let s = session(random_merchant(), 1_000_000, 4, 0, 300);
+        assert_eq!(replicated.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+        let hash = random_hash();
+        assert_eq!(replicated.claim(&hash, &s.id, unix_now() + 3600).await.unwrap(), Claim::New);
+        assert_eq!(
+            replicated.take(&s.id).await.unwrap().map(|t| t.id),
+            Some(s.id),
+            "one replica acknowledges"
+        );
+
+        let short = RedisStore::connect_with(
+            &url,
+            RedisOptions { min_replicas: 2, replica_timeout: Duration::from_millis(200), ..base.clone() },
+        )
+        .await
+        .unwrap();
+        let (hash, id) = (random_hash(), SessionId::generate());
+        let error = short.claim(&hash, &id, unix_now() + 3600).await.expect_err("only one replica");
+        assert!(error.to_string().contains("1 of 2"), "{error}");
+        let plain = RedisStore::connect_with(&url, base).await.unwrap();
+        assert_eq!(plain.owner(&hash).await.unwrap(), Some(id.key()), "the claim stays with its session");
+        assert_eq!(plain.claim(&hash, &id, unix_now() + 3600).await.unwrap(), Claim::Reentered);
+        assert_eq!(
+            plain.claim(&hash, &SessionId::generate(), unix_now() + 3600).await.unwrap(),
+            Claim::Spent
+        );
+    }
+
+    /// F12: a take is waited for longer than ordinary commands, so a slow Redis that applies it
+    /// late still reports it (rather than a 503 for a consumed session, which burns the payment).
+    #[tokio::test]
+    async fn a_slow_take_is_still_answered() {
+        let Some(url) = super::env("NSTEST_REDIS_ISOLATED_URL") else { return };
+        let _one = SERVER.lock().await;
+        let options = RedisOptions {
+            timeout: Duration::from_millis(300),
+            decision_timeout: Duration::from_secs(5),
+            ..options()
+        };
+        let store = Arc::new(RedisStore::connect_with(&url, options).await.unwrap());
+        let s = session(random_merchant(), 1_000_000, 6, 0, 300);
+        assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+        let mut conn = raw(&url).await;
+        let sleeper = tokio::spawn(async move {
+            // This connection's own response timeout may end the wait; the server sleeps anyway.
+            let _ = redis::cmd("DEBUG").arg("SLEEP").arg("1").query_async::<()>(&mut conn).await;
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let (get, take) = tokio::join!(store.get(&s.id), store.take(&s.id));
+        assert!(get.is_err(), "ordinary commands keep their short bound");
+        assert_eq!(take.unwrap().map(|t| t.id), Some(s.id), "the take waited {:?}", started.elapsed());
+        sleeper.await.unwrap();
+    }
+}
+
+/// F21: `rediss://` and PostgreSQL `sslmode` over rustls, against the TLS servers
+/// `./scripts/test` starts with its test CA.
+mod tls {
+    use std::sync::Arc;
+
+    use nanosession::store::{PostgresOptions, PostgresStore, RedisOptions, RedisStore};
+
+    fn ca() -> Option<std::path::PathBuf> {
+        super::env("NSTEST_TLS_CA").map(Into::into)
+    }
+
+    pub async fn redis(capacity: u64) -> Option<Arc<RedisStore>> {
+        let url = super::env("NSTEST_REDIS_TLS_URL")?;
+        let options = RedisOptions {
+            prefix: super::unique_prefix(),
+            capacity,
+            tls_ca_file: Some(ca()?),
+            ..Default::default()
+        };
+        Some(Arc::new(RedisStore::connect_with(&url, options).await.expect("rediss:// with the test CA")))
+    }
+
+    /// `DATABASE_URL` with `params` added to its query.
+    fn pg_url(params: &str) -> Option<String> {
+        let url = super::env("DATABASE_URL")?;
+        Some(format!("{url}{}{params}", if url.contains('?') { '&' } else { '?' }))
+    }
+
+    pub async fn postgres(capacity: u64) -> Option<Arc<PostgresStore>> {
+        let url = pg_url(&format!("sslmode=verify-full&sslrootcert={}", ca()?.display()))?;
+        let options =
+            PostgresOptions { table_prefix: super::unique_prefix(), capacity, ..Default::default() };
+        Some(Arc::new(
+            PostgresStore::connect_with(&url, options).await.expect("verify-full with the test CA"),
+        ))
+    }
+
+    mod redis_conformance {
+        nanosession::session_store_conformance!(optional: super::redis(64), capacity = 64);
+        nanosession::spent_set_conformance!(optional: super::redis(64));
+    }
+
+    mod postgres_conformance {
+        nanosession::session_store_conformance!(optional: super::postgres(64), capacity = 64);
+        nanosession::spent_set_conformance!(optional: super::postgres(64));
+    }
+
+    #[tokio::test]
+    async fn redis_tls_is_verified_and_required() {
+        let (Some(url), Some(_)) = (super::env("NSTEST_REDIS_TLS_URL"), ca()) else { return };
+        assert!(redis(64).await.is_some());
+        // The test CA is not a web PKI root: the certificate is checked.
+        let options = RedisOptions { prefix: super::unique_prefix(), ..Default::default() };
+        assert!(RedisStore::connect_with(&url, options.clone()).await.is_err(), "unknown CA refused");
+        // The port speaks TLS only.
+        let plain = url.replace("rediss://", "redis://");
+        assert!(RedisStore::connect_with(&plain, options).await.is_err(), "plain connection to the TLS port");
+    }
+
+    /// How many of the server's connections with this application name use TLS / do not.
+    async fn pg_connections(name: &str) -> (i64, i64) {
+        let url = super::env("DATABASE_URL").unwrap();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+                 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+
+    #[tokio::test]
+    async fn postgres_sslmodes() {
+        let Some(ca) = ca() else { return };
+        let connect = |params: String| async move {
+            let name = super::unique_prefix();
+            let url = pg_url(&format!("{params}&application_name={name}")).unwrap();
+            let options = PostgresOptions { table_prefix: super::unique_prefix(), ..Default::default() };
+            let store = PostgresStore::connect_with(&url, options).await;
+            let counts = pg_connections(&name).await;
+            (store, counts)
+        };
+        let (store, (tls, plain)) =
+            connect(format!("sslmode=verify-full&sslrootcert={}", ca.display())).await;
+        assert!(store.is_ok() && tls >= 1 && plain == 0, "verify-full: {tls} TLS, {plain} plain");
+        let (store, _) = connect("sslmode=verify-full".to_owned()).await;
+        assert!(store.is_err(), "verify-full checks the certificate against the web PKI roots");
+        let (store, (tls, plain)) = connect("sslmode=require".to_owned()).await;
+        assert!(store.is_ok() && tls >= 1 && plain == 0, "require encrypts: {tls} TLS, {plain} plain");
+        let (store, (tls, plain)) = connect("sslmode=disable".to_owned()).await;
+        assert!(store.is_ok() && tls == 0 && plain >= 1, "disable: {tls} TLS, {plain} plain");
+    }
+}
+
+/// F9 and F12 for PostgreSQL.
+mod postgres_server {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use nanosession::session::{unix_now, SessionId};
+    use nanosession::store::conformance::{random_merchant, session};
+    use nanosession::store::{Insert, PostgresOptions, PostgresStore, SessionStore};
+
+    /// F9: with `require_synchronous_replication`, a server whose commits do not wait for a
+    /// standby (the test server has none) is refused, naming the settings.
+    #[tokio::test]
+    async fn synchronous_replication_can_be_required() {
+        let Some(url) = super::env("DATABASE_URL") else { return };
+        let options = PostgresOptions {
+            table_prefix: super::unique_prefix(),
+            require_synchronous_replication: true,
+            ..Default::default()
+        };
+        let error = PostgresStore::connect_with(&url, options).await.expect_err("no standby").to_string();
+        assert!(error.contains("synchronous_standby_names"), "{error}");
+        let options = PostgresOptions { table_prefix: super::unique_prefix(), ..Default::default() };
+        assert!(PostgresStore::connect_with(&url, options).await.is_ok(), "only a warning by default");
+    }
+
+    /// F12: waiting for a pooled connection does not eat into the statement's wait. With one
+    /// pooled connection busy for 0.8 s, a take that then waits 0.35 s on a row lock commits
+    /// after the old shared 1 s budget, and must be reported as done, never as a failure.
+    #[tokio::test]
+    async fn a_take_after_a_pool_wait_is_answered() {
+        let Some(url) = super::env("DATABASE_URL") else { return };
+        let prefix = super::unique_prefix();
+        let options = PostgresOptions {
+            table_prefix: prefix.clone(),
+            pool_size: 1,
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let store = Arc::new(PostgresStore::connect_with(&url, options).await.unwrap());
+        let (busy, s) = (
+            session(random_merchant(), 1_000_000, 1, 0, 300),
+            session(random_merchant(), 1_000_000, 2, 0, 300),
+        );
+        assert_eq!(store.insert(&busy, unix_now()).await.unwrap(), Insert::Inserted);
+        assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+        assert!(store.take(&SessionId::generate()).await.unwrap().is_none(), "prepares the take statement");
+
+        // Two row locks held elsewhere: `busy` for 0.9 s, `s` for 1.25 s.
+        let lock = |id: nanosession::session::SessionId, hold: Duration| {
+            let (url, prefix) = (url.clone(), prefix.clone());
+            async move {
+                let (mut client, connection) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                let (locked, release) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    let tx = client.transaction().await.unwrap();
+                    tx.execute(
+                        &format!("SELECT 1 FROM {prefix}sessions WHERE id = $1 FOR UPDATE"),
+                        &[&id.key().as_bytes().as_slice()],
+                    )
+                    .await
+                    .unwrap();
+                    locked.send(()).unwrap();
+                    tokio::time::sleep(hold).await;
+                    tx.commit().await.unwrap();
+                });
+                release.await.unwrap();
+            }
+        };
+        let start = tokio::time::Instant::now();
+        tokio::join!(lock(busy.id, Duration::from_millis(900)), lock(s.id, Duration::from_millis(1250)));
+        let holder = {
+            let store = store.clone();
+            tokio::spawn(async move { store.take(&busy.id).await })
+        };
+        tokio::time::sleep_until(start + Duration::from_millis(100)).await;
+        let taken = store.take(&s.id).await;
+        let after_wait = store.get(&s.id).await.unwrap();
+        assert!(holder.await.unwrap().unwrap().is_some());
+        match taken {
+            Ok(found) => assert_eq!(found.map(|t| t.id), Some(s.id)),
+            Err(error) => {
+                assert!(after_wait.is_some(), "the take was reported failed ({error}) but committed")
+            }
+        }
+        assert!(after_wait.is_none(), "the take went through");
+    }
+}
