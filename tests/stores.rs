@@ -515,6 +515,36 @@ mod redis_server {
         }
     }
 
+    /// Entries kept forever (`keep_until` = `u64::MAX`) get no index entry and are never
+    /// pruned; `size` counts claims and releases.
+    #[tokio::test]
+    async fn entries_kept_forever_are_not_indexed() {
+        let Some(url) = super::env("REDIS_URL") else { return };
+        let options = options();
+        let prefix = options.prefix.clone();
+        let store = RedisStore::connect_with(&url, options).await.unwrap();
+        let (forever, once, released, id) =
+            (random_hash(), random_hash(), random_hash(), SessionId::generate());
+        assert_eq!(store.claim(&forever, &id, u64::MAX).await.unwrap(), Claim::New);
+        assert_eq!(store.claim(&once, &id, unix_now() - 10).await.unwrap(), Claim::New);
+        assert_eq!(
+            store.claim(&released, &SessionId::generate(), unix_now() + 60).await.unwrap(),
+            Claim::New
+        );
+        assert_eq!(store.size().await.unwrap(), Some(3));
+        store.release(&released, &SessionId::generate()).await.unwrap();
+        assert_eq!(store.size().await.unwrap(), Some(3), "a non-owner's release changes nothing");
+        let mut conn = raw(&url).await;
+        let indexed: u64 =
+            redis::cmd("ZCARD").arg(format!("{prefix}spent_expiry")).query_async(&mut conn).await.unwrap();
+        assert_eq!(indexed, 2, "the entry kept forever has no index entry");
+        assert_eq!(SpentSet::prune(&store, unix_now()).await.unwrap(), 1);
+        assert_eq!(store.size().await.unwrap(), Some(2));
+        assert!(
+            store.owner(&forever).await.unwrap().is_some() && store.owner(&once).await.unwrap().is_none()
+        );
+    }
+
     /// F18: amount reservations follow the layer's clock, whatever Redis's clock says: a
     /// session on a clock 11 days ahead of or behind Redis holds its amount through expiry
     /// plus the grace, and not beyond.
