@@ -3,7 +3,7 @@
 //! Client: `tokio-postgres` with a `deadpool-postgres` pool: the well-kept, lightweight async
 //! pair (no ORM, no compile-time query checking that would need a database at build time, and a
 //! fraction of sqlx's compile time). Every decision is one statement:
-//! - claim: `INSERT … ON CONFLICT (hash) DO UPDATE … WHERE owner = EXCLUDED.owner RETURNING
+//! - claim: `INSERT … ON CONFLICT (hash) DO UPDATE … WHERE owner_key = EXCLUDED.owner_key RETURNING
 //!   claims` (the primary key decides; a row comes back only for the first claim or the owner's
 //!   re-entry);
 //! - take: `DELETE … WHERE id = $1 RETURNING` (one deleter gets the row);
