@@ -407,6 +407,12 @@ impl RedisStore {
 /// A client for `url`, trusting [`RedisOptions::tls_ca_file`] when set.
 fn client(url: &str, options: &RedisOptions) -> Result<redis::Client, StoreError> {
     let invalid = |_| StoreError::new("redis", "invalid redis URL");
+    // The redis crate builds its rustls configuration with the process-wide provider; when the
+    // application chose none, use ring (the one this crate's dependencies already build),
+    // rather than panic if feature unification enabled a second provider.
+    if url.starts_with("rediss:") && rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let Some(ca) = &options.tls_ca_file else { return redis::Client::open(url).map_err(invalid) };
     let pem = std::fs::read(ca)
         .map_err(|e| StoreError::new("redis", format!("cannot read tls_ca_file {}: {e}", ca.display())))?;
