@@ -7,8 +7,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use blake2::digest::consts::U4;
-use blake2::{Blake2b, Digest};
+use blake2::digest::consts::{U16, U4};
+use blake2::digest::{FixedOutput, KeyInit, Update};
+use blake2::{Blake2b, Blake2bMac, Digest};
 use rand::rngs::OsRng;
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,64 @@ impl SessionId {
     /// A short, non-reversible tag for logs: 8 hex digits of blake2b-32 of the id.
     pub fn fingerprint(&self) -> String {
         hex::encode(Blake2b::<U4>::digest(self.0))
+    }
+
+    /// The key stores file this session under instead of the id itself; see [`SessionKey`].
+    ///
+    /// ```
+    /// use nanosession::session::SessionId;
+    /// let id = SessionId::generate();
+    /// assert_eq!(id.key(), id.key());
+    /// assert_ne!(id.key().as_bytes(), id.as_bytes());
+    /// ```
+    pub fn key(&self) -> SessionKey {
+        let mut mac = <Blake2bMac<U16> as KeyInit>::new_from_slice(SESSION_KEY_DOMAIN)
+            .expect("the domain key is shorter than blake2b's 64-byte key limit");
+        mac.update(&self.0);
+        SessionKey(mac.finalize_fixed().into())
+    }
+}
+
+/// The fixed blake2b key that separates session keys from every other use of blake2b here.
+const SESSION_KEY_DOMAIN: &[u8] = b"nanosession/session-key/v1";
+
+/// What stores key a session by: keyed blake2b-128 of its [`SessionId`], with a fixed,
+/// public domain key.
+///
+/// Stores hold sessions, amount reservations and spent-set owners under this key, never the
+/// id, so whoever reads the store (backups, `MONITOR`, read-only SQL access) cannot present a
+/// pending session: that takes the id, and the hash cannot be inverted. No secret key is
+/// needed because the id is 128 bits from the CSPRNG: there is no dictionary to hash, so
+/// finding an id from its key is a 2^128 search, exactly as hard as guessing the id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey([u8; 16]);
+
+impl SessionKey {
+    /// Wraps raw bytes read back from a store.
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+        SessionKey(bytes)
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// 32 lower-case hex digits (the form text-keyed stores use).
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses [`to_hex`](SessionKey::to_hex)'s form.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        crate::nano::decode_hex::<16>(s).ok().map(SessionKey)
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not a secret, but long; 8 hex digits tell keys apart in test output.
+        write!(f, "SessionKey({}…)", &self.to_hex()[..8])
     }
 }
 
@@ -153,6 +212,19 @@ mod tests {
         assert_eq!(text.parse::<SessionId>().unwrap(), a);
         assert!(!format!("{a:?}").contains(&text));
         assert!(!format!("{a:?}").contains(&text[..8]));
+    }
+
+    #[test]
+    fn session_keys_are_stable_distinct_and_not_the_id() {
+        let a = SessionId::from_bytes([7; 16]);
+        // Pinned (standard keyed BLAKE2b-128, e.g. Python's hashlib.blake2b(id, digest_size=16,
+        // key=domain)): stores written by one version must be read by the next.
+        assert_eq!(a.key().to_hex(), "7083ccb88332bec2897f3e2d3555fed5");
+        assert_eq!(a.key(), SessionId::from_bytes([7; 16]).key());
+        assert_ne!(a.key(), SessionId::from_bytes([8; 16]).key());
+        assert_ne!(a.key().as_bytes(), a.as_bytes());
+        assert!(!a.key().to_hex().contains(&a.to_string()));
+        assert_eq!(SessionKey::from_hex(&a.key().to_hex()), Some(a.key()));
     }
 
     #[test]

@@ -1094,7 +1094,10 @@ async fn store_failing_at_each_step_of_settlement_consumes_nothing() {
         assert!(!reply.has_challenge(), "{op:?}");
         assert!(h.stored(&issued.id).await.is_some(), "{op:?}: session kept");
         let owner = h.spent.owner(&block).await.unwrap();
-        assert!(owner.is_none() || owner == Some(issued.id), "{op:?}: block claimed by no other session");
+        assert!(
+            owner.is_none() || owner == Some(issued.id.key()),
+            "{op:?}: block claimed by no other session"
+        );
         assert_eq!(h.metrics.snapshot().grants, 0, "{op:?}");
     }
     store.fail_only(&[]);

@@ -45,6 +45,49 @@ mod file {
     );
     nanosession::spent_set_conformance!(async { Arc::new(FileStore::open(path()).await.unwrap()) });
 
+    /// F20: the redb file holds no session id, in any form.
+    #[tokio::test]
+    async fn no_session_id_in_the_file() {
+        let path = path();
+        let store = Arc::new(FileStore::open(&path).await.unwrap());
+        let file = path.clone();
+        nanosession::store::conformance::no_session_id_at_rest(store, || async move {
+            std::fs::read(file).unwrap()
+        })
+        .await;
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A spent entry written by 57fee3c (28 bytes, the owner's id in clear) still means "spent
+    /// by that session": other sessions find it spent, its owner re-enters.
+    #[tokio::test]
+    async fn legacy_spent_entries_keep_their_owner() {
+        use nanosession::session::{unix_now, SessionId};
+        use nanosession::store::Claim;
+        let path = path();
+        let (hash, owner) = (random_hash(), SessionId::generate());
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut spent = tx.open_table(redb::TableDefinition::<&[u8], &[u8]>::new("spent")).unwrap();
+                let mut v = owner.as_bytes().to_vec();
+                v.extend_from_slice(&1u32.to_be_bytes());
+                v.extend_from_slice(&(unix_now() + 3600).to_be_bytes());
+                spent.insert(hash.as_bytes().as_slice(), v.as_slice()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = FileStore::open(&path).await.unwrap();
+        assert_eq!(store.owner(&hash).await.unwrap(), Some(owner.key()));
+        assert_eq!(
+            store.claim(&hash, &SessionId::generate(), unix_now() + 3600).await.unwrap(),
+            Claim::Spent
+        );
+        assert_eq!(store.claim(&hash, &owner, unix_now() + 3600).await.unwrap(), Claim::Reentered);
+        std::fs::remove_file(&path).unwrap();
+    }
+
     #[tokio::test]
     async fn survives_reopening() {
         let path = path();
@@ -57,7 +100,7 @@ mod file {
             assert_eq!(store.insert(&s, nanosession::session::unix_now()).await.unwrap(), Insert::Inserted);
         }
         let store = FileStore::open(&path).await.unwrap();
-        assert_eq!(store.owner(&hash).await.unwrap(), Some(s.id), "spent hash survives a reopen");
+        assert_eq!(store.owner(&hash).await.unwrap(), Some(s.id.key()), "spent hash survives a reopen");
         let other = nanosession::session::SessionId::generate();
         let claim = store.claim(&hash, &other, nanosession::session::unix_now() + 3600).await.unwrap();
         assert_eq!(claim, nanosession::store::Claim::Spent);
@@ -95,6 +138,91 @@ mod redis {
 
     nanosession::session_store_conformance!(optional: store(64), capacity = 64);
     nanosession::spent_set_conformance!(optional: store(64));
+
+    /// Every key under `prefix` with its value(s), as raw bytes.
+    pub async fn dump(url: &str, prefix: &str) -> Vec<u8> {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<Vec<u8>> =
+            redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap();
+        let mut out = Vec::new();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+            let values: Vec<Vec<u8>> = match kind.as_str() {
+                "string" => vec![redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap()],
+                "hash" => redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.unwrap(),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap(),
+                other => panic!("unexpected key type {other}"),
+            };
+            out.extend_from_slice(&key);
+            out.push(b'\n');
+            for v in values {
+                out.extend_from_slice(&v);
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    /// A spent entry written by 57fee3c (field `o`, the owner's id in clear, with a TTL)
+    /// still means spent: its owner reads as that session's key, and every claim loses.
+    #[tokio::test]
+    async fn legacy_spent_entries_are_spent() {
+        use nanosession::session::{unix_now, SessionId};
+        use nanosession::store::{Claim, SpentSet};
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            eprintln!("REDIS_URL is not set: skipping (./scripts/test runs it)");
+            return;
+        };
+        let prefix = super::unique_prefix();
+        let store =
+            RedisStore::connect_with(&url, RedisOptions { prefix: prefix.clone(), ..Default::default() })
+                .await
+                .unwrap();
+        let (hash, owner) = (nanosession::store::conformance::random_hash(), SessionId::generate());
+        let mut conn =
+            redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let key = format!("{prefix}spent:{hash}");
+        let _: () = redis::cmd("HSET")
+            .arg(&key)
+            .arg("o")
+            .arg(owner.to_string())
+            .arg("n")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(store.owner(&hash).await.unwrap(), Some(owner.key()));
+        assert_eq!(
+            store.claim(&hash, &SessionId::generate(), unix_now() + 3600).await.unwrap(),
+            Claim::Spent
+        );
+        assert_eq!(store.claim(&hash, &owner, unix_now() + 3600).await.unwrap(), Claim::Spent);
+    }
+
+    /// F20: no key, member or value in Redis holds a session id.
+    #[tokio::test]
+    async fn no_session_id_in_redis() {
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            eprintln!("REDIS_URL is not set: skipping (./scripts/test runs it)");
+            return;
+        };
+        let prefix = super::unique_prefix();
+        let options = RedisOptions { prefix: prefix.clone(), ..Default::default() };
+        let store = Arc::new(RedisStore::connect_with(&url, options).await.unwrap());
+        nanosession::store::conformance::no_session_id_at_rest(
+            store,
+            || async move { dump(&url, &prefix).await },
+        )
+        .await;
+    }
 }
 
 mod postgres {
@@ -121,6 +249,37 @@ mod postgres {
 
     nanosession::session_store_conformance!(optional: store(64), capacity = 64);
     nanosession::spent_set_conformance!(optional: store(64));
+
+    /// Every row of the store's tables, as PostgreSQL's text form (bytea as hex).
+    pub async fn dump(url: &str, prefix: &str) -> Vec<u8> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let mut out = Vec::new();
+        for table in ["sessions", "spent"] {
+            for row in client.query(&format!("SELECT t::text FROM {prefix}{table} t"), &[]).await.unwrap() {
+                out.extend_from_slice(row.get::<_, String>(0).as_bytes());
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    /// F20: no row of either table holds a session id.
+    #[tokio::test]
+    async fn no_session_id_in_postgres() {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("DATABASE_URL is not set: skipping (./scripts/test runs it)");
+            return;
+        };
+        let prefix = super::unique_prefix();
+        let options = PostgresOptions { table_prefix: prefix.clone(), ..Default::default() };
+        let store = Arc::new(PostgresStore::connect_with(&url, options).await.unwrap());
+        nanosession::store::conformance::no_session_id_at_rest(
+            store,
+            || async move { dump(&url, &prefix).await },
+        )
+        .await;
+    }
 
     /// A spent row from before claims carried their session (empty owner) still means spent,
     /// never an error that would turn replays into 503s.
@@ -153,6 +312,54 @@ mod postgres {
             store.claim(&hash, &SessionId::generate(), unix_now() + 3600).await.unwrap(),
             Claim::Spent
         );
+        // A 57fee3c row: the owner's id in clear, no owner_key. Its owner is that session's
+        // key; every claim, the old owner's too, finds it spent.
+        let (hash, owner) = (nanosession::store::conformance::random_hash(), SessionId::generate());
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO {prefix}spent (hash, owner, claims, keep_until) VALUES ($1, $2, 1, $3)"
+                ),
+                &[&hash.as_bytes().as_slice(), &owner.as_bytes().as_slice(), &((unix_now() + 3600) as i64)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.owner(&hash).await.unwrap(), Some(owner.key()));
+        assert_eq!(store.claim(&hash, &owner, unix_now() + 3600).await.unwrap(), Claim::Spent);
+    }
+
+    /// A table created by 57fee3c (`owner bytea NOT NULL`, no `owner_key`) is migrated in
+    /// place: its rows stay spent and new claims work.
+    #[tokio::test]
+    async fn tables_of_57fee3c_are_migrated() {
+        use nanosession::session::{unix_now, SessionId};
+        use nanosession::store::{Claim, SpentSet};
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("DATABASE_URL is not set: skipping (./scripts/test runs it)");
+            return;
+        };
+        let prefix = super::unique_prefix();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let old = nanosession::store::conformance::random_hash();
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {prefix}spent (hash bytea PRIMARY KEY, owner bytea NOT NULL, claims integer NOT NULL, keep_until bigint NOT NULL);
+                 INSERT INTO {prefix}spent VALUES ('\\x{}', '\\x{}', 1, {});",
+                old,
+                SessionId::generate(),
+                unix_now() + 3600
+            ))
+            .await
+            .unwrap();
+        let options = PostgresOptions { table_prefix: prefix.clone(), ..Default::default() };
+        let store = PostgresStore::connect_with(&url, options).await.unwrap();
+        assert!(store.owner(&old).await.unwrap().is_some());
+        assert_eq!(store.claim(&old, &SessionId::generate(), unix_now() + 3600).await.unwrap(), Claim::Spent);
+        let new = nanosession::store::conformance::random_hash();
+        let s = SessionId::generate();
+        assert_eq!(store.claim(&new, &s, unix_now() + 3600).await.unwrap(), Claim::New);
+        assert_eq!(store.claim(&new, &s, unix_now() + 3600).await.unwrap(), Claim::Reentered);
     }
 }
 
@@ -175,7 +382,7 @@ mod reopen {
         drop(first);
         let second = reopen.await;
         assert_eq!(second.get(&s.id).await.unwrap(), Some(s.clone()), "pending session survives");
-        assert_eq!(second.owner(&hash).await.unwrap(), Some(s.id), "claim survives");
+        assert_eq!(second.owner(&hash).await.unwrap(), Some(s.id.key()), "claim survives");
         assert_eq!(
             second.claim(&hash, &SessionId::generate(), unix_now() + 3600).await.unwrap(),
             Claim::Spent
@@ -210,5 +417,417 @@ mod reopen {
             Arc::new(nanosession::store::PostgresStore::connect_with(&url, options.clone()).await.unwrap())
         };
         survives(connect().await, connect()).await;
+    }
+}
+
+/// The value of a variable `./scripts/test` sets, or `None` with a notice.
+fn env(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok();
+    if value.is_none() {
+        eprintln!("{name} is not set: skipping (./scripts/test sets it and starts the server)");
+    }
+    value
+}
+
+/// Redis behaviours that need a server of their own (`NSTEST_REDIS_ISOLATED_URL`, with a
+/// replica): eviction policy, replication acknowledgement, slowness.
+mod redis_server {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use nanosession::session::{unix_now, SessionId};
+    use nanosession::store::conformance::{random_hash, random_merchant, session};
+    use nanosession::store::{Claim, Insert, RedisOptions, RedisStore, SessionStore, SpentSet};
+
+    /// Tests on the isolated server reconfigure or block it: one at a time.
+    static SERVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    fn options() -> RedisOptions {
+        RedisOptions { prefix: super::unique_prefix(), ..Default::default() }
+    }
+
+    /// F8: a Redis that may evict is refused at start (naming the policy), unless overridden;
+    /// one whose CONFIG is forbidden is refused with a message naming the override.
+    #[tokio::test]
+    async fn an_evicting_redis_is_refused() {
+        let Some(url) = super::env("NSTEST_REDIS_ISOLATED_URL") else { return };
+        let _one = SERVER.lock().await;
+        let mut conn = raw(&url).await;
+        let set = |policy: &'static str| {
+            let mut conn = conn.clone();
+            async move {
+                let _: () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("maxmemory-policy")
+                    .arg(policy)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        };
+        set("volatile-lru").await;
+        let refused = RedisStore::connect_with(&url, options()).await;
+        let allowed =
+            RedisStore::connect_with(&url, RedisOptions { allow_eviction: true, ..options() }).await;
+        set("noeviction").await;
+        let error = refused.expect_err("volatile-lru is refused").to_string();
+        assert!(error.contains("maxmemory-policy") && error.contains("volatile-lru"), "{error}");
+        assert!(allowed.is_ok(), "allow_eviction overrides");
+        assert!(RedisStore::connect_with(&url, options()).await.is_ok(), "noeviction is accepted");
+
+        // A user without CONFIG (as on managed Redis).
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", "nstest_noconfig", "on", ">pw", "~*", "&*", "+@all", "-config"][..])
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let limited = url.replace("redis://", "redis://nstest_noconfig:pw@");
+        let error =
+            RedisStore::connect_with(&limited, options()).await.expect_err("unknown policy").to_string();
+        assert!(error.contains("allow_eviction") && !error.contains("pw@"), "{error}");
+        let allowed =
+            RedisStore::connect_with(&limited, RedisOptions { allow_eviction: true, ..options() }).await;
+        assert!(allowed.is_ok());
+    }
+
+    /// F8: nothing the store writes can expire or be picked by a `volatile-*` eviction: no key
+    /// has a TTL.
+    #[tokio::test]
+    async fn no_key_has_a_ttl() {
+        let Some(url) = super::env("REDIS_URL") else { return };
+        let options = options();
+        let prefix = options.prefix.clone();
+        let store = RedisStore::connect_with(&url, options).await.unwrap();
+        let s = session(random_merchant(), 1_000_000, 3, 0, 300);
+        assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+        assert_eq!(store.claim(&random_hash(), &s.id, unix_now() + 3600).await.unwrap(), Claim::New);
+        let mut conn = raw(&url).await;
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap();
+        assert!(keys.len() >= 4, "session, amount, pending, spent, spent index: {keys:?}");
+        for key in keys {
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
+            assert_eq!(ttl, -1, "{key} has a TTL");
+        }
+    }
+
+    /// Entries kept forever (`keep_until` = `u64::MAX`) get no index entry and are never
+    /// pruned; `size` counts claims and releases.
+    #[tokio::test]
+    async fn entries_kept_forever_are_not_indexed() {
+        let Some(url) = super::env("REDIS_URL") else { return };
+        let options = options();
+        let prefix = options.prefix.clone();
+        let store = RedisStore::connect_with(&url, options).await.unwrap();
+        let (forever, once, released, id) =
+            (random_hash(), random_hash(), random_hash(), SessionId::generate());
+        assert_eq!(store.claim(&forever, &id, u64::MAX).await.unwrap(), Claim::New);
+        assert_eq!(store.claim(&once, &id, unix_now() - 10).await.unwrap(), Claim::New);
+        assert_eq!(
+            store.claim(&released, &SessionId::generate(), unix_now() + 60).await.unwrap(),
+            Claim::New
+        );
+        assert_eq!(store.size().await.unwrap(), Some(3));
+        store.release(&released, &SessionId::generate()).await.unwrap();
+        assert_eq!(store.size().await.unwrap(), Some(3), "a non-owner's release changes nothing");
+        let mut conn = raw(&url).await;
+        let indexed: u64 =
+            redis::cmd("ZCARD").arg(format!("{prefix}spent_expiry")).query_async(&mut conn).await.unwrap();
+        assert_eq!(indexed, 2, "the entry kept forever has no index entry");
+        assert_eq!(SpentSet::prune(&store, unix_now()).await.unwrap(), 1);
+        assert_eq!(store.size().await.unwrap(), Some(2));
+        assert!(
+            store.owner(&forever).await.unwrap().is_some() && store.owner(&once).await.unwrap().is_none()
+        );
+    }
+
+    /// F18: amount reservations follow the layer's clock, whatever Redis's clock says: a
+    /// session on a clock 11 days ahead of or behind Redis holds its amount through expiry
+    /// plus the grace, and not beyond.
+    #[tokio::test]
+    async fn amount_reservations_follow_the_layers_clock() {
+        let Some(url) = super::env("REDIS_URL") else { return };
+        let store = RedisStore::connect_with(&url, options()).await.unwrap();
+        for offset in [-1_000_000i64, 1_000_000] {
+            let now = unix_now().checked_add_signed(offset).unwrap();
+            let merchant = random_merchant();
+            let at = |now: u64| {
+                let mut s = session(merchant, 1_000_000, 5, 0, 300);
+                s.created_at = now;
+                s.expires_at = now + 300;
+                s
+            };
+            let first = at(now);
+            assert_eq!(store.insert(&first, now).await.unwrap(), Insert::Inserted);
+            let grace = nanosession::store::SESSION_GRACE_SECS;
+            let later = now + 300 + grace;
+            assert_eq!(
+                store.insert(&at(later), later).await.unwrap(),
+                Insert::AmountInUse,
+                "offset {offset}: reserved"
+            );
+            let after = later + 1;
+            assert_eq!(
+                store.insert(&at(after), after).await.unwrap(),
+                Insert::Inserted,
+                "offset {offset}: free"
+            );
+        }
+    }
+
+    /// F9: with `min_replicas`, claims and takes count only once a replica has them; a
+    /// shortfall is an error and the claim stays with its session, so its retry re-enters.
+    #[tokio::test]
+    async fn claims_wait_for_replicas() {
+        let Some(url) = super::env("NSTEST_REDIS_ISOLATED_URL") else { return };
+        let _one = SERVER.lock().await;
+        let base = options();
+        let replicated =
+            RedisStore::connect_with(&url, RedisOptions { min_replicas: 1, ..base.clone() }).await.unwrap();
+        let s = session(random_merchant(), 1_000_000, 4, 0, 300);
+        assert_eq!(replicated.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+        let hash = random_hash();
+        assert_eq!(replicated.claim(&hash, &s.id, unix_now() + 3600).await.unwrap(), Claim::New);
+        assert_eq!(
+            replicated.take(&s.id).await.unwrap().map(|t| t.id),
+            Some(s.id),
+            "one replica acknowledges"
+        );
+
+        let short = RedisStore::connect_with(
+            &url,
+            RedisOptions { min_replicas: 2, replica_timeout: Duration::from_millis(200), ..base.clone() },
+        )
+        .await
+        .unwrap();
+        let (hash, id) = (random_hash(), SessionId::generate());
+        let error = short.claim(&hash, &id, unix_now() + 3600).await.expect_err("only one replica");
+        assert!(error.to_string().contains("1 of 2"), "{error}");
+        let plain = RedisStore::connect_with(&url, base).await.unwrap();
+        assert_eq!(plain.owner(&hash).await.unwrap(), Some(id.key()), "the claim stays with its session");
+        assert_eq!(plain.claim(&hash, &id, unix_now() + 3600).await.unwrap(), Claim::Reentered);
+        assert_eq!(
+            plain.claim(&hash, &SessionId::generate(), unix_now() + 3600).await.unwrap(),
+            Claim::Spent
+        );
+    }
+
+    /// F12: a take is waited for longer than ordinary commands, so a slow Redis that applies it
+    /// late still reports it (rather than a 503 for a consumed session, which burns the payment).
+    #[tokio::test]
+    async fn a_slow_take_is_still_answered() {
+        let Some(url) = super::env("NSTEST_REDIS_ISOLATED_URL") else { return };
+        let _one = SERVER.lock().await;
+        let options = RedisOptions {
+            timeout: Duration::from_millis(300),
+            decision_timeout: Duration::from_secs(5),
+            ..options()
+        };
+        let store = Arc::new(RedisStore::connect_with(&url, options).await.unwrap());
+        let s = session(random_merchant(), 1_000_000, 6, 0, 300);
+        assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+        let mut conn = raw(&url).await;
+        let sleeper = tokio::spawn(async move {
+            // This connection's own response timeout may end the wait; the server sleeps anyway.
+            let _ = redis::cmd("DEBUG").arg("SLEEP").arg("1").query_async::<()>(&mut conn).await;
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let (get, take) = tokio::join!(store.get(&s.id), store.take(&s.id));
+        assert!(get.is_err(), "ordinary commands keep their short bound");
+        assert_eq!(take.unwrap().map(|t| t.id), Some(s.id), "the take waited {:?}", started.elapsed());
+        sleeper.await.unwrap();
+    }
+}
+
+/// F21: `rediss://` and PostgreSQL `sslmode` over rustls, against the TLS servers
+/// `./scripts/test` starts with its test CA.
+mod tls {
+    use std::sync::Arc;
+
+    use nanosession::store::{PostgresOptions, PostgresStore, RedisOptions, RedisStore};
+
+    fn ca() -> Option<std::path::PathBuf> {
+        super::env("NSTEST_TLS_CA").map(Into::into)
+    }
+
+    pub async fn redis(capacity: u64) -> Option<Arc<RedisStore>> {
+        let url = super::env("NSTEST_REDIS_TLS_URL")?;
+        let options = RedisOptions {
+            prefix: super::unique_prefix(),
+            capacity,
+            tls_ca_file: Some(ca()?),
+            ..Default::default()
+        };
+        Some(Arc::new(RedisStore::connect_with(&url, options).await.expect("rediss:// with the test CA")))
+    }
+
+    /// `DATABASE_URL` with `params` added to its query.
+    fn pg_url(params: &str) -> Option<String> {
+        let url = super::env("DATABASE_URL")?;
+        Some(format!("{url}{}{params}", if url.contains('?') { '&' } else { '?' }))
+    }
+
+    pub async fn postgres(capacity: u64) -> Option<Arc<PostgresStore>> {
+        let url = pg_url(&format!("sslmode=verify-full&sslrootcert={}", ca()?.display()))?;
+        let options =
+            PostgresOptions { table_prefix: super::unique_prefix(), capacity, ..Default::default() };
+        Some(Arc::new(
+            PostgresStore::connect_with(&url, options).await.expect("verify-full with the test CA"),
+        ))
+    }
+
+    mod redis_conformance {
+        nanosession::session_store_conformance!(optional: super::redis(64), capacity = 64);
+        nanosession::spent_set_conformance!(optional: super::redis(64));
+    }
+
+    mod postgres_conformance {
+        nanosession::session_store_conformance!(optional: super::postgres(64), capacity = 64);
+        nanosession::spent_set_conformance!(optional: super::postgres(64));
+    }
+
+    #[tokio::test]
+    async fn redis_tls_is_verified_and_required() {
+        let (Some(url), Some(_)) = (super::env("NSTEST_REDIS_TLS_URL"), ca()) else { return };
+        assert!(redis(64).await.is_some());
+        // The test CA is not a web PKI root: the certificate is checked.
+        let options = RedisOptions { prefix: super::unique_prefix(), ..Default::default() };
+        assert!(RedisStore::connect_with(&url, options.clone()).await.is_err(), "unknown CA refused");
+        // The port speaks TLS only.
+        let plain = url.replace("rediss://", "redis://");
+        assert!(RedisStore::connect_with(&plain, options).await.is_err(), "plain connection to the TLS port");
+    }
+
+    /// How many of the server's connections with this application name use TLS / do not.
+    async fn pg_connections(name: &str) -> (i64, i64) {
+        let url = super::env("DATABASE_URL").unwrap();
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+                 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+                &[&name],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+
+    #[tokio::test]
+    async fn postgres_sslmodes() {
+        let Some(ca) = ca() else { return };
+        let connect = |params: String| async move {
+            let name = super::unique_prefix();
+            let url = pg_url(&format!("{params}&application_name={name}")).unwrap();
+            let options = PostgresOptions { table_prefix: super::unique_prefix(), ..Default::default() };
+            let store = PostgresStore::connect_with(&url, options).await;
+            let counts = pg_connections(&name).await;
+            (store, counts)
+        };
+        let (store, (tls, plain)) =
+            connect(format!("sslmode=verify-full&sslrootcert={}", ca.display())).await;
+        assert!(store.is_ok() && tls >= 1 && plain == 0, "verify-full: {tls} TLS, {plain} plain");
+        let (store, _) = connect("sslmode=verify-full".to_owned()).await;
+        assert!(store.is_err(), "verify-full checks the certificate against the web PKI roots");
+        let (store, (tls, plain)) = connect("sslmode=require".to_owned()).await;
+        assert!(store.is_ok() && tls >= 1 && plain == 0, "require encrypts: {tls} TLS, {plain} plain");
+        let (store, (tls, plain)) = connect("sslmode=disable".to_owned()).await;
+        assert!(store.is_ok() && tls == 0 && plain >= 1, "disable: {tls} TLS, {plain} plain");
+    }
+}
+
+/// F9 and F12 for PostgreSQL.
+mod postgres_server {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use nanosession::session::{unix_now, SessionId};
+    use nanosession::store::conformance::{random_merchant, session};
+    use nanosession::store::{Insert, PostgresOptions, PostgresStore, SessionStore};
+
+    /// F9: with `require_synchronous_replication`, a server whose commits do not wait for a
+    /// standby (the test server has none) is refused, naming the settings.
+    #[tokio::test]
+    async fn synchronous_replication_can_be_required() {
+        let Some(url) = super::env("DATABASE_URL") else { return };
+        let options = PostgresOptions {
+            table_prefix: super::unique_prefix(),
+            require_synchronous_replication: true,
+            ..Default::default()
+        };
+        let error = PostgresStore::connect_with(&url, options).await.expect_err("no standby").to_string();
+        assert!(error.contains("synchronous_standby_names"), "{error}");
+        let options = PostgresOptions { table_prefix: super::unique_prefix(), ..Default::default() };
+        assert!(PostgresStore::connect_with(&url, options).await.is_ok(), "only a warning by default");
+    }
+
+    /// F12: waiting for a pooled connection does not eat into the statement's wait. With the
+    /// one pooled connection busy for 1.2 s, a take that then waits 1.1 s on a row lock commits
+    /// after 57fee3c's shared 2 s budget, and must be reported as done, never as a failure.
+    #[tokio::test]
+    async fn a_take_after_a_pool_wait_is_answered() {
+        let Some(url) = super::env("DATABASE_URL") else { return };
+        let prefix = super::unique_prefix();
+        let options = PostgresOptions {
+            table_prefix: prefix.clone(),
+            pool_size: 1,
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let store = Arc::new(PostgresStore::connect_with(&url, options).await.unwrap());
+        let (busy, s) = (
+            session(random_merchant(), 1_000_000, 1, 0, 300),
+            session(random_merchant(), 1_000_000, 2, 0, 300),
+        );
+        assert_eq!(store.insert(&busy, unix_now()).await.unwrap(), Insert::Inserted);
+        assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+        assert!(store.take(&SessionId::generate()).await.unwrap().is_none(), "prepares the take statement");
+
+        // Two row locks held elsewhere: `busy` for 1.2 s, `s` for 2.3 s.
+        let lock = |id: nanosession::session::SessionId, hold: Duration| {
+            let (url, prefix) = (url.clone(), prefix.clone());
+            async move {
+                let (mut client, connection) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                let (locked, release) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    let tx = client.transaction().await.unwrap();
+                    tx.execute(
+                        &format!("SELECT 1 FROM {prefix}sessions WHERE id = $1 FOR UPDATE"),
+                        &[&id.key().as_bytes().as_slice()],
+                    )
+                    .await
+                    .unwrap();
+                    locked.send(()).unwrap();
+                    tokio::time::sleep(hold).await;
+                    tx.commit().await.unwrap();
+                });
+                release.await.unwrap();
+            }
+        };
+        let start = tokio::time::Instant::now();
+        tokio::join!(lock(busy.id, Duration::from_millis(1200)), lock(s.id, Duration::from_millis(2300)));
+        let holder = {
+            let store = store.clone();
+            tokio::spawn(async move { store.take(&busy.id).await })
+        };
+        tokio::time::sleep_until(start + Duration::from_millis(100)).await;
+        let taken = store.take(&s.id).await;
+        let after_wait = store.get(&s.id).await.unwrap();
+        assert!(holder.await.unwrap().unwrap().is_some());
+        match taken {
+            Ok(found) => assert_eq!(found.map(|t| t.id), Some(s.id)),
+            Err(error) => {
+                assert!(after_wait.is_some(), "the take was reported failed ({error}) but committed")
+            }
+        }
+        assert!(after_wait.is_none(), "the take went through");
     }
 }

@@ -369,7 +369,7 @@ impl<M> Gate<M> {
             let (session, owner) = (session.map_err(store_down)?, owner.map_err(store_down)?);
             // Claimed by this very session: an earlier attempt verified it in time and was
             // interrupted before (or after) consuming the session.
-            let mine = owner.as_ref() == Some(&proof.session);
+            let mine = owner == Some(proof.session.key());
             // A session issued for a lower price (another route) does not exist for this one;
             // one issued before a price cut is honoured, or the payment would be stranded (F17).
             let Some(session) =

@@ -12,18 +12,27 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{Claim, Insert, SessionStore, SpentSet, StoreError};
+use super::{Claim, Insert, Record, SessionStore, SpentSet, StoreError};
 use crate::nano::BlockHash;
-use crate::session::{Session, SessionId};
+use crate::session::{Session, SessionId, SessionKey};
 
-/// id (16) -> session JSON.
+// Sessions are filed under their `SessionKey`, never the id. Files written by 57fee3c and
+// earlier hold ids in the same places: those rows are only ever found through the indexes
+// (their ids hash to nothing), behave there as if the id were the key, and are pruned with
+// their expiry, so the tables keep their names.
+
+/// session key (16) -> session record JSON (without the id).
 const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
-/// pay_to key (32) ‖ amount big-endian (16) -> id (16): the pending-amount index.
+/// pay_to key (32) ‖ amount big-endian (16) -> session key (16): the pending-amount index.
 const AMOUNTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("session_amounts");
-/// expires_at big-endian (8) ‖ id (16) -> (): the expiry index, pruned from the front.
+/// expires_at big-endian (8) ‖ session key (16) -> (): the expiry index, pruned from the front.
 const SESSION_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("session_expiry");
-/// block hash (32) -> owner session (16) ‖ claims u32 BE (4) ‖ keep_until u64 BE (8).
+/// block hash (32) -> [`SPENT_V2`] ‖ owner session key (16) ‖ claims u32 BE (4) ‖
+/// keep_until u64 BE (8). Entries of 57fee3c are 28 bytes without the version byte and hold
+/// the owner's id, which is hashed on read: they keep meaning "spent by that session".
 const SPENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("spent");
+/// The version byte of spent entries that hold a session key.
+const SPENT_V2: u8 = 2;
 /// keep_until big-endian (8) ‖ hash (32) -> ().
 const SPENT_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("spent_expiry");
 
@@ -56,10 +65,10 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::new("file", e.to_string())
 }
 
-fn amount_key(s: &Session) -> [u8; 48] {
+fn amount_key(pay_to: &crate::nano::Address, amount: crate::nano::Raw) -> [u8; 48] {
     let mut k = [0u8; 48];
-    k[..32].copy_from_slice(s.pay_to.public_key().as_bytes());
-    k[32..].copy_from_slice(&s.amount.get().to_be_bytes());
+    k[..32].copy_from_slice(pay_to.public_key().as_bytes());
+    k[32..].copy_from_slice(&amount.get().to_be_bytes());
     k
 }
 
@@ -70,7 +79,7 @@ fn expiry_key<const N: usize>(at: u64, id: &[u8; N]) -> Vec<u8> {
     k
 }
 
-fn decode(bytes: &[u8]) -> Result<Session, redb::Error> {
+fn decode(bytes: &[u8]) -> Result<Record, redb::Error> {
     serde_json::from_slice(bytes).map_err(|e| redb::Error::Corrupted(format!("session record: {e}")))
 }
 
@@ -113,19 +122,19 @@ impl FileStore {
 }
 
 /// Removes one session and its index entries inside a write transaction.
-fn remove_session(tx: &redb::WriteTransaction, id: &SessionId) -> Result<Option<Session>, redb::Error> {
+fn remove_session(tx: &redb::WriteTransaction, key: &SessionKey) -> Result<Option<Record>, redb::Error> {
     let mut sessions = tx.open_table(SESSIONS)?;
-    let Some(bytes) = sessions.remove(id.as_bytes().as_slice())? else { return Ok(None) };
-    let session = decode(bytes.value())?;
+    let Some(bytes) = sessions.remove(key.as_bytes().as_slice())? else { return Ok(None) };
+    let record = decode(bytes.value())?;
     drop(bytes);
     let mut amounts = tx.open_table(AMOUNTS)?;
-    let akey = amount_key(&session);
+    let akey = amount_key(&record.pay_to, record.amount);
     let holder = amounts.get(akey.as_slice())?.map(|g| g.value().to_vec());
-    if holder.as_deref() == Some(id.as_bytes().as_slice()) {
+    if holder.as_deref() == Some(key.as_bytes().as_slice()) {
         amounts.remove(akey.as_slice())?;
     }
-    tx.open_table(SESSION_EXPIRY)?.remove(expiry_key(session.expires_at, id.as_bytes()).as_slice())?;
-    Ok(Some(session))
+    tx.open_table(SESSION_EXPIRY)?.remove(expiry_key(record.expires_at, key.as_bytes()).as_slice())?;
+    Ok(Some(record))
 }
 
 fn prune_sessions(tx: &redb::WriteTransaction, now: u64) -> Result<u64, redb::Error> {
@@ -135,7 +144,7 @@ fn prune_sessions(tx: &redb::WriteTransaction, now: u64) -> Result<u64, redb::Er
         for entry in index.range(..expiry_key(now, &[0u8; 16]).as_slice())? {
             let (key, _) = entry?;
             let id: [u8; 16] = key.value()[8..24].try_into().expect("expiry keys are 24 bytes");
-            expired.push(SessionId::from_bytes(id));
+            expired.push(SessionKey::from_bytes(id));
         }
     }
     for id in &expired {
@@ -150,18 +159,19 @@ impl SessionStore for FileStore {
         let (session, capacity) = (session.clone(), self.capacity);
         self.run(move |db| {
             let tx = db.begin_write()?;
-            let akey = amount_key(&session);
+            let key = session.id.key();
+            let akey = amount_key(&session.pay_to, session.amount);
             let holder = tx.open_table(AMOUNTS)?.get(akey.as_slice())?.map(|g| g.value().to_vec());
             if let Some(holder) = holder {
-                let id = SessionId::from_bytes(holder.as_slice().try_into().expect("ids are 16 bytes"));
-                let live = match tx.open_table(SESSIONS)?.get(id.as_bytes().as_slice())? {
-                    Some(bytes) => !decode(bytes.value())?.is_expired(now),
+                let holder = SessionKey::from_bytes(holder.as_slice().try_into().expect("keys are 16 bytes"));
+                let live = match tx.open_table(SESSIONS)?.get(holder.as_bytes().as_slice())? {
+                    Some(bytes) => now <= decode(bytes.value())?.expires_at,
                     None => false,
                 };
                 if live {
                     return Ok(Insert::AmountInUse);
                 }
-                remove_session(&tx, &id)?;
+                remove_session(&tx, &holder)?;
                 tx.open_table(AMOUNTS)?.remove(akey.as_slice())?;
             }
             if tx.open_table(SESSIONS)?.len()? >= capacity {
@@ -170,11 +180,15 @@ impl SessionStore for FileStore {
                     return Ok(Insert::Full);
                 }
             }
-            let json = serde_json::to_vec(&session).expect("sessions serialize");
-            tx.open_table(SESSIONS)?.insert(session.id.as_bytes().as_slice(), json.as_slice())?;
-            tx.open_table(AMOUNTS)?.insert(akey.as_slice(), session.id.as_bytes().as_slice())?;
+            if tx.open_table(SESSIONS)?.get(key.as_bytes().as_slice())?.is_some() {
+                // 128-bit ids do not collide; refuse rather than overwrite if one ever does.
+                return Ok(Insert::AmountInUse);
+            }
+            let json = Record::to_json(&session);
+            tx.open_table(SESSIONS)?.insert(key.as_bytes().as_slice(), json.as_bytes())?;
+            tx.open_table(AMOUNTS)?.insert(akey.as_slice(), key.as_bytes().as_slice())?;
             tx.open_table(SESSION_EXPIRY)?
-                .insert(expiry_key(session.expires_at, session.id.as_bytes()).as_slice(), ())?;
+                .insert(expiry_key(session.expires_at, key.as_bytes()).as_slice(), ())?;
             tx.commit()?;
             Ok(Insert::Inserted)
         })
@@ -186,8 +200,8 @@ impl SessionStore for FileStore {
         self.run(move |db| {
             let tx = db.begin_read()?;
             let table = tx.open_table(SESSIONS)?;
-            let found = table.get(id.as_bytes().as_slice())?;
-            found.map(|bytes| decode(bytes.value())).transpose()
+            let found = table.get(id.key().as_bytes().as_slice())?;
+            found.map(|bytes| decode(bytes.value()).map(|r| r.with_id(id))).transpose()
         })
         .await
     }
@@ -196,9 +210,9 @@ impl SessionStore for FileStore {
         let id = *id;
         self.run(move |db| {
             let tx = db.begin_write()?;
-            let taken = remove_session(&tx, &id)?;
+            let taken = remove_session(&tx, &id.key())?;
             tx.commit()?;
-            Ok(taken)
+            Ok(taken.map(|r| r.with_id(id)))
         })
         .await
     }
@@ -212,39 +226,49 @@ impl SessionStore for FileStore {
         })
         .await
     }
+
+    fn capacity(&self) -> Option<u64> {
+        Some(self.capacity)
+    }
 }
 
 /// One spent-set record.
 struct Entry {
-    owner: SessionId,
+    owner: SessionKey,
     claims: u32,
     keep_until: u64,
 }
 
 impl Entry {
-    fn encode(&self) -> [u8; 28] {
-        let mut v = [0u8; 28];
-        v[..16].copy_from_slice(self.owner.as_bytes());
-        v[16..20].copy_from_slice(&self.claims.to_be_bytes());
-        v[20..].copy_from_slice(&self.keep_until.to_be_bytes());
+    fn encode(&self) -> [u8; 29] {
+        let mut v = [0u8; 29];
+        v[0] = SPENT_V2;
+        v[1..17].copy_from_slice(self.owner.as_bytes());
+        v[17..21].copy_from_slice(&self.claims.to_be_bytes());
+        v[21..].copy_from_slice(&self.keep_until.to_be_bytes());
         v
     }
 
     fn decode(v: &[u8]) -> Result<Self, redb::Error> {
-        if v.len() != 28 {
-            return Err(redb::Error::Corrupted("spent record of the wrong size".into()));
-        }
+        let (owner, rest) = match v.len() {
+            29 if v[0] == SPENT_V2 => {
+                (SessionKey::from_bytes(v[1..17].try_into().expect("16 bytes")), &v[17..])
+            }
+            // 57fee3c: the owner's id in clear; its key is what it means now.
+            28 => (SessionId::from_bytes(v[..16].try_into().expect("16 bytes")).key(), &v[16..]),
+            _ => return Err(redb::Error::Corrupted("spent record of the wrong size".into())),
+        };
         Ok(Entry {
-            owner: SessionId::from_bytes(v[..16].try_into().expect("16 bytes")),
-            claims: u32::from_be_bytes(v[16..20].try_into().expect("4 bytes")),
-            keep_until: u64::from_be_bytes(v[20..].try_into().expect("8 bytes")),
+            owner,
+            claims: u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")),
+            keep_until: u64::from_be_bytes(rest[4..].try_into().expect("8 bytes")),
         })
     }
 }
 
 #[async_trait]
 impl SpentSet for FileStore {
-    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError> {
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError> {
         let hash = *hash;
         self.run(move |db| {
             let tx = db.begin_read()?;
@@ -261,7 +285,7 @@ impl SpentSet for FileStore {
         session: &SessionId,
         keep_until: u64,
     ) -> Result<Claim, StoreError> {
-        let (hash, session) = (*hash, *session);
+        let (hash, session) = (*hash, session.key());
         self.run(move |db| {
             let tx = db.begin_write()?;
             let outcome = {
@@ -292,7 +316,7 @@ impl SpentSet for FileStore {
     }
 
     async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
-        let (hash, session) = (*hash, *session);
+        let (hash, session) = (*hash, session.key());
         self.run(move |db| {
             let tx = db.begin_write()?;
             {

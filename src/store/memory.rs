@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{Claim, Insert, SessionStore, SpentSet, StoreError};
 use crate::nano::{Address, BlockHash, Raw};
-use crate::session::{Session, SessionId};
+use crate::session::{Session, SessionId, SessionKey};
 
 /// Default maximum of pending sessions.
 pub const DEFAULT_SESSION_CAPACITY: usize = 100_000;
@@ -29,16 +29,17 @@ pub struct MemorySessionStore {
 }
 
 #[derive(Debug, Default)]
+// Keyed by `SessionKey` like the persistent stores (the values are in-process only).
 struct Sessions {
-    by_id: HashMap<SessionId, Session>,
-    by_amount: HashMap<(Address, Raw), SessionId>,
-    by_expiry: BTreeSet<(u64, SessionId)>,
+    by_id: HashMap<SessionKey, Session>,
+    by_amount: HashMap<(Address, Raw), SessionKey>,
+    by_expiry: BTreeSet<(u64, SessionKey)>,
 }
 
 impl Sessions {
-    fn remove(&mut self, id: &SessionId) -> Option<Session> {
+    fn remove(&mut self, id: &SessionKey) -> Option<Session> {
         let s = self.by_id.remove(id)?;
-        self.by_expiry.remove(&(s.expires_at, s.id));
+        self.by_expiry.remove(&(s.expires_at, *id));
         if self.by_amount.get(&(s.pay_to, s.amount)) == Some(id) {
             self.by_amount.remove(&(s.pay_to, s.amount));
         }
@@ -96,22 +97,23 @@ impl SessionStore for MemorySessionStore {
                 return Ok(Insert::Full);
             }
         }
-        if s.by_id.contains_key(&session.id) {
+        let key = session.id.key();
+        if s.by_id.contains_key(&key) {
             // 128-bit ids do not collide; refuse rather than overwrite if one ever does.
             return Ok(Insert::AmountInUse);
         }
-        s.by_amount.insert((session.pay_to, session.amount), session.id);
-        s.by_expiry.insert((session.expires_at, session.id));
-        s.by_id.insert(session.id, session.clone());
+        s.by_amount.insert((session.pay_to, session.amount), key);
+        s.by_expiry.insert((session.expires_at, key));
+        s.by_id.insert(key, session.clone());
         Ok(Insert::Inserted)
     }
 
     async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        Ok(self.lock().by_id.get(id).cloned())
+        Ok(self.lock().by_id.get(&id.key()).cloned())
     }
 
     async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        Ok(self.lock().remove(id))
+        Ok(self.lock().remove(&id.key()))
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
@@ -133,7 +135,7 @@ pub struct MemorySpentSet {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    owner: SessionId,
+    owner: SessionKey,
     claims: u32,
     keep_until: u64,
 }
@@ -178,7 +180,7 @@ impl Default for MemorySpentSet {
 
 #[async_trait]
 impl SpentSet for MemorySpentSet {
-    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError> {
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError> {
         Ok(self.lock().by_hash.get(hash).map(|e| e.owner))
     }
 
@@ -188,9 +190,10 @@ impl SpentSet for MemorySpentSet {
         session: &SessionId,
         keep_until: u64,
     ) -> Result<Claim, StoreError> {
+        let session = session.key();
         let mut s = self.lock();
         if let Some(entry) = s.by_hash.get_mut(hash) {
-            if entry.owner != *session {
+            if entry.owner != session {
                 return Ok(Claim::Spent);
             }
             entry.claims += 1;
@@ -203,15 +206,16 @@ impl SpentSet for MemorySpentSet {
                 return Err(StoreError::new("memory", "spent set is full"));
             }
         }
-        s.by_hash.insert(*hash, Entry { owner: *session, claims: 1, keep_until });
+        s.by_hash.insert(*hash, Entry { owner: session, claims: 1, keep_until });
         s.by_expiry.insert((keep_until, *hash));
         Ok(Claim::New)
     }
 
     async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
+        let session = session.key();
         let mut s = self.lock();
         if let Some(entry) = s.by_hash.get(hash).copied() {
-            if entry.owner == *session && entry.claims == 1 {
+            if entry.owner == session && entry.claims == 1 {
                 s.by_hash.remove(hash);
                 s.by_expiry.remove(&(entry.keep_until, *hash));
             }

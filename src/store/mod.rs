@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::nano::BlockHash;
-use crate::session::{Session, SessionId};
+use serde::{Deserialize, Serialize};
+
+use crate::nano::{Address, BlockHash, Raw};
+use crate::session::{Session, SessionId, SessionKey};
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -39,6 +41,58 @@ pub use postgres::{PostgresOptions, PostgresStore};
 /// native expiry (Redis) add it to their TTLs. It also absorbs clock differences of up to
 /// this much between instances and the store.
 pub const SESSION_GRACE_SECS: u64 = 60;
+
+/// What persistent backends store of a session: everything but the id, which stays with the
+/// client. Stores file it under [`SessionId::key`] and put the caller's id back on read.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Record {
+    pay_to: Address,
+    price: Raw,
+    tag: u64,
+    amount: Raw,
+    created_at: u64,
+    expires_at: u64,
+}
+
+impl Record {
+    pub(crate) fn of(s: &Session) -> Self {
+        Record {
+            pay_to: s.pay_to,
+            price: s.price,
+            tag: s.tag,
+            amount: s.amount,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+        }
+    }
+
+    /// The session again, with the id it was looked up by.
+    pub(crate) fn with_id(self, id: SessionId) -> Session {
+        Session {
+            id,
+            pay_to: self.pay_to,
+            price: self.price,
+            tag: self.tag,
+            amount: self.amount,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
+
+    pub(crate) fn to_json(s: &Session) -> String {
+        serde_json::to_string(&Record::of(s)).expect("records serialize")
+    }
+
+    pub(crate) fn from_json(
+        backend: &'static str,
+        json: &[u8],
+        id: SessionId,
+    ) -> Result<Session, StoreError> {
+        serde_json::from_slice::<Record>(json)
+            .map(|r| r.with_id(id))
+            .map_err(|e| StoreError::new(backend, format!("bad session record: {e}")))
+    }
+}
 
 /// A backend failure. The layer answers `503 store_unavailable` and grants nothing.
 ///
@@ -86,6 +140,9 @@ pub enum Insert {
 /// 4. **Expiry**: sessions are removed some time after `expires_at`, natively (TTL) or by
 ///    [`prune`](SessionStore::prune). A store may keep an expired session until then; callers
 ///    check `expires_at` themselves.
+/// 5. **No ids at rest**: persistent stores key sessions and amount reservations by
+///    [`SessionId::key`] and never write the id itself; `get` and `take` return the session
+///    with the id they were called with.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores `session` unless its amount is in use or the store is full. `now` decides which
@@ -136,10 +193,12 @@ pub enum Claim {
 ///    claimed with. Dropping it earlier re-opens the block for replay, so a full store refuses
 ///    new claims with an error rather than evicting live entries.
 /// 4. **Durability** (persistent backends): a claim that returned `New` survives a crash.
+/// 5. **No ids at rest**: the owner is recorded as [`SessionId::key`], never the id.
 #[async_trait]
 pub trait SpentSet: Send + Sync + 'static {
-    /// The session that claimed the hash, if any (a cheap pre-check; `claim` decides).
-    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError>;
+    /// The key of the session that claimed the hash, if any (a cheap pre-check; `claim`
+    /// decides). Compare it with [`SessionId::key`].
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError>;
 
     /// Claims the hash for `session` until `keep_until` (Unix seconds); see [`Claim`].
     async fn claim(

@@ -3,7 +3,7 @@
 //! Client: `tokio-postgres` with a `deadpool-postgres` pool: the well-kept, lightweight async
 //! pair (no ORM, no compile-time query checking that would need a database at build time, and a
 //! fraction of sqlx's compile time). Every decision is one statement:
-//! - claim: `INSERT … ON CONFLICT (hash) DO UPDATE … WHERE owner = EXCLUDED.owner RETURNING
+//! - claim: `INSERT … ON CONFLICT (hash) DO UPDATE … WHERE owner_key = EXCLUDED.owner_key RETURNING
 //!   claims` (the primary key decides; a row comes back only for the first claim or the owner's
 //!   re-entry);
 //! - take: `DELETE … WHERE id = $1 RETURNING` (one deleter gets the row);
@@ -11,17 +11,26 @@
 //!
 //! Tables are created idempotently at start-up (under an advisory lock, so instances starting
 //! together do not race), with indexes on the expiry columns for pruning.
+//!
+//! TLS is rustls (`tokio-postgres-rustls`), chosen by the URL's `sslmode` as libpq does:
+//! `disable`; `prefer` (the default) and `require` encrypt without checking the server's
+//! certificate; `verify-ca` and `verify-full` check the certificate chain and the host name
+//! (both as `verify-full`), against `sslrootcert` (or [`PostgresOptions::tls_ca_file`]) if
+//! given, else the web PKI roots.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use tokio_postgres::config::SslMode;
 
-use super::{Claim, Insert, SessionStore, SpentSet, StoreError};
+use super::{Claim, Insert, Record, SessionStore, SpentSet, StoreError};
 use crate::nano::BlockHash;
-use crate::session::{Session, SessionId};
+use crate::session::{Session, SessionId, SessionKey};
 
 /// Options for [`PostgresStore::connect_with`].
 #[derive(Clone, Debug)]
@@ -34,13 +43,26 @@ pub struct PostgresOptions {
     pub capacity: u64,
     /// Pool size per instance (default 16).
     pub pool_size: usize,
-    /// Timeout for getting a connection and for each statement (default 2 s).
+    /// Timeout for getting a pooled connection, and the server's `statement_timeout` (default
+    /// 2 s).
     pub timeout: Duration,
-    /// Also set the server's `statement_timeout` (0.5 s below `timeout`) as a startup option,
-    /// so the server abandons a statement before the client stops waiting for it (default
-    /// `true`). Turn it off behind poolers that refuse startup options (PgBouncer) and set
-    /// `statement_timeout` on the role instead.
+    /// How much longer than `timeout` the client waits for a statement's answer (default 1 s):
+    /// the round trip and the commit. The server gives up on a statement first, so a statement
+    /// the client stopped waiting for has not committed behind its back (a consumed session
+    /// reported as an outage, which burns the payment).
+    pub reply_margin: Duration,
+    /// Set the server's `statement_timeout` to `timeout` as a startup option (default `true`).
+    /// Turn it off behind poolers that refuse startup options (PgBouncer) and set
+    /// `statement_timeout` on the role instead, at most `timeout`.
     pub server_statement_timeout: bool,
+    /// Refuse to start unless commits wait for a synchronous standby (`synchronous_commit` at
+    /// least `remote_write` and `synchronous_standby_names` set), default `false`. Without it, a
+    /// failover to an asynchronous standby loses the last acknowledged claims, and those
+    /// blocks can pay twice; the store logs a warning when it sees asynchronous standbys.
+    pub require_synchronous_replication: bool,
+    /// PEM file of the CA(s) to trust for `sslmode=verify-full` when the URL has no
+    /// `sslrootcert` (default none: the web PKI roots).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for PostgresOptions {
@@ -50,7 +72,10 @@ impl Default for PostgresOptions {
             capacity: 100_000,
             pool_size: 16,
             timeout: Duration::from_secs(2),
+            reply_margin: Duration::from_secs(1),
             server_statement_timeout: true,
+            require_synchronous_replication: false,
+            tls_ca_file: None,
         }
     }
 }
@@ -124,20 +149,26 @@ impl Sql {
             get_session: format!("SELECT data FROM {p}sessions WHERE id = $1"),
             take_session: format!("DELETE FROM {p}sessions WHERE id = $1 RETURNING data"),
             prune_sessions: format!("DELETE FROM {p}sessions WHERE expires_at < $1"),
-            spent_owner: format!("SELECT owner FROM {p}spent WHERE hash = $1"),
+            spent_owner: format!("SELECT owner_key, owner FROM {p}spent WHERE hash = $1"),
             // One statement decides: insert (claims = 1), or re-enter if this session owns it
-            // (claims + 1), or no row at all when another session owns it.
+            // (claims + 1), or no row at all when another session owns it. Rows of earlier
+            // versions have no owner_key (NULL never equals): spent for every session.
             spent_claim: format!(
-                "INSERT INTO {p}spent (hash, owner, claims, keep_until) VALUES ($1, $2, 1, $3) \
+                "INSERT INTO {p}spent (hash, owner_key, claims, keep_until) VALUES ($1, $2, 1, $3) \
                  ON CONFLICT (hash) DO UPDATE SET claims = {p}spent.claims + 1 \
-                 WHERE {p}spent.owner = EXCLUDED.owner RETURNING claims"
+                 WHERE {p}spent.owner_key = EXCLUDED.owner_key RETURNING claims"
             ),
-            spent_release: format!("DELETE FROM {p}spent WHERE hash = $1 AND owner = $2 AND claims = 1"),
+            spent_release: format!("DELETE FROM {p}spent WHERE hash = $1 AND owner_key = $2 AND claims = 1"),
             spent_prune: format!("DELETE FROM {p}spent WHERE keep_until < $1"),
             spent_len: format!("SELECT count(*) FROM {p}spent"),
         }
     }
 
+    /// Sessions: `id` holds the [`SessionKey`] (never the id) and `data` the record without
+    /// the id. Rows written by 57fee3c hold ids there; lookups by key never find them, the
+    /// amount index still counts them (so old and new instances keep amounts unique), and they
+    /// are pruned with their expiry. Spent: `owner_key` is the claiming session's key; the
+    /// legacy `owner` column keeps the id rows of 57fee3c were written with (NULL in new rows).
     fn schema(p: &str) -> String {
         format!(
             "CREATE TABLE IF NOT EXISTS {p}sessions (
@@ -150,12 +181,17 @@ impl Sql {
              CREATE INDEX IF NOT EXISTS {p}sessions_expiry ON {p}sessions (expires_at);
              CREATE TABLE IF NOT EXISTS {p}spent (
                 hash bytea PRIMARY KEY,
-                owner bytea NOT NULL,
+                owner_key bytea,
                 claims integer NOT NULL,
-                keep_until bigint NOT NULL);
+                keep_until bigint NOT NULL,
+                owner bytea);
              CREATE INDEX IF NOT EXISTS {p}spent_keep_until ON {p}spent (keep_until);
-             -- Tables from before claims carried their session: old rows belong to no session.
-             ALTER TABLE {p}spent ADD COLUMN IF NOT EXISTS owner bytea NOT NULL DEFAULT '\\x'::bytea;
+             -- Tables of earlier versions: before claims carried their session (no owner: rows
+             -- belong to no session), and 57fee3c (owner NOT NULL, the session id in clear).
+             ALTER TABLE {p}spent ADD COLUMN IF NOT EXISTS owner bytea;
+             ALTER TABLE {p}spent ALTER COLUMN owner DROP NOT NULL;
+             ALTER TABLE {p}spent ALTER COLUMN owner DROP DEFAULT;
+             ALTER TABLE {p}spent ADD COLUMN IF NOT EXISTS owner_key bytea;
              ALTER TABLE {p}spent ADD COLUMN IF NOT EXISTS claims integer NOT NULL DEFAULT 1;"
         )
     }
@@ -166,8 +202,134 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::new("postgres", e.to_string())
 }
 
-fn decode(data: &str) -> Result<Session, StoreError> {
-    serde_json::from_str(data).map_err(|e| StoreError::new("postgres", format!("bad session record: {e}")))
+fn decode(data: &str, id: &SessionId) -> Result<Session, StoreError> {
+    Record::from_json("postgres", data.as_bytes(), *id)
+}
+
+/// `sslmode` and `sslrootcert` taken out of a connection string (tokio-postgres knows neither
+/// `verify-*` nor `sslrootcert`), and the string without them.
+struct TlsParams {
+    url: String,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+}
+
+impl TlsParams {
+    fn take_from(url: &str) -> Self {
+        let (mut sslmode, mut sslrootcert) = (None, None);
+        let mut keep = |key: &str, value: String| {
+            match key {
+                "sslmode" => sslmode = Some(value),
+                "sslrootcert" => sslrootcert = Some(value),
+                _ => return true,
+            }
+            false
+        };
+        let url = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            match url.split_once('?') {
+                None => url.to_owned(),
+                Some((base, query)) => {
+                    let kept: Vec<&str> = query
+                        .split('&')
+                        .filter(|pair| {
+                            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                            let decode = |s: &str| {
+                                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                                    .next()
+                                    .map(|(_, v)| v.into_owned())
+                                    .unwrap_or_default()
+                            };
+                            keep(&decode(k), decode(v))
+                        })
+                        .collect();
+                    if kept.is_empty() {
+                        base.to_owned()
+                    } else {
+                        format!("{base}?{}", kept.join("&"))
+                    }
+                }
+            }
+        } else {
+            // key=value form (values of these two keys without spaces or quotes).
+            url.split_whitespace()
+                .filter(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    keep(k, v.to_owned())
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        TlsParams { url, sslmode, sslrootcert }
+    }
+}
+
+/// The rustls configuration: certificate and host name checked against `ca_file` (or the web
+/// PKI roots) when `verify`, else encryption only (libpq's `require`).
+fn tls_config(verify: bool, ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, StoreError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(err)?;
+    if !verify {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |e: &dyn std::fmt::Display| {
+                StoreError::new("postgres", format!("cannot read sslrootcert {}: {e}", path.display()))
+            };
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// `sslmode=require`: the server's certificate is not checked (anyone on the path can pose as
+/// the server), but the handshake's signatures are, so the session is encrypted to whoever
+/// presented the certificate. Use `verify-full` across untrusted networks.
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -187,20 +349,32 @@ impl PostgresStore {
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
             return Err(StoreError::new("postgres", "table_prefix must be lower-case letters, digits and _"));
         }
+        let tls = TlsParams::take_from(url);
         let mut config: tokio_postgres::Config =
-            url.parse().map_err(|_| StoreError::new("postgres", "invalid PostgreSQL connection URL"))?;
-        // The server gives up before the client does, so a statement the client stopped waiting
-        // for has not committed behind its back (a consumed session reported as an outage).
+            tls.url.parse().map_err(|_| StoreError::new("postgres", "invalid PostgreSQL connection URL"))?;
+        let (mode, verify) = match tls.sslmode.as_deref() {
+            Some("disable") => (SslMode::Disable, false),
+            None | Some("allow" | "prefer") => (SslMode::Prefer, false),
+            Some("require") => (SslMode::Require, false),
+            Some("verify-ca" | "verify-full") => (SslMode::Require, true),
+            Some(_) => return Err(StoreError::new("postgres", "unknown sslmode in the connection URL")),
+        };
+        config.ssl_mode(mode);
+        let ca_file = tls.sslrootcert.map(PathBuf::from).or_else(|| options.tls_ca_file.clone());
+        let connector = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(verify, ca_file.as_ref())?);
+        // The server gives up at `timeout`, the client waits `reply_margin` longer: an answer
+        // the client gave up on belongs to a statement the server abandoned.
         if options.server_statement_timeout {
-            let server_timeout =
-                options.timeout.saturating_sub(Duration::from_millis(500)).max(Duration::from_millis(100));
             let user_options = config.get_options().unwrap_or_default().to_owned();
             config.options(
-                format!("{user_options} -c statement_timeout={}", server_timeout.as_millis()).trim(),
+                format!("{user_options} -c statement_timeout={}", options.timeout.as_millis().max(1)).trim(),
             );
         }
-        let manager =
-            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config,
+            connector,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
             .wait_timeout(Some(options.timeout))
@@ -213,11 +387,56 @@ impl PostgresStore {
         let live = Arc::new(Mutex::new(LiveCount { counted: 0, at: stale, delta: 0 }));
         let store = PostgresStore { pool, sql: Sql::new(p), options, live };
         store.create_schema().await?;
+        store.check_replication().await?;
         Ok(store)
     }
 
+    /// Warns about (or, with [`PostgresOptions::require_synchronous_replication`], refuses)
+    /// settings under which an acknowledged claim can be lost: F9 of the security review.
+    async fn check_replication(&self) -> Result<(), StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT current_setting('synchronous_commit'), current_setting('synchronous_standby_names'), \
+                 (SELECT count(*) FROM pg_stat_replication)",
+                &[],
+            )
+            .await?
+            .ok_or_else(|| StoreError::new("postgres", "no answer about replication settings"))?;
+        let (commit, standby_names, standbys): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+        let waits_for_standby =
+            !standby_names.trim().is_empty() && !matches!(commit.as_str(), "off" | "local");
+        if self.options.require_synchronous_replication && !waits_for_standby {
+            return Err(StoreError::new(
+                "postgres",
+                format!(
+                    "require_synchronous_replication is set, but commits do not wait for a standby \
+                     (synchronous_commit = {commit:?}, synchronous_standby_names = {standby_names:?}): set \
+                     synchronous_standby_names and synchronous_commit = on or remote_apply"
+                ),
+            ));
+        }
+        if commit == "off" {
+            tracing::warn!(
+                "PostgreSQL synchronous_commit is off: a server crash loses the last acknowledged \
+                 claims, which re-opens those payments for replay"
+            );
+        }
+        if standbys > 0 && !waits_for_standby {
+            tracing::warn!(
+                standbys,
+                "PostgreSQL streams to asynchronous standbys: a failover loses the last acknowledged \
+                 claims and sessions (replication lag), so a payment can be granted twice; set \
+                 synchronous_standby_names and synchronous_commit = on"
+            );
+        }
+        Ok(())
+    }
+
     async fn create_schema(&self) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await.map_err(err)?;
+        let mut client = tokio::time::timeout(self.options.timeout, self.pool.get())
+            .await
+            .map_err(|_| StoreError::new("postgres", "connecting timed out"))?
+            .map_err(err)?;
         let tx = client.transaction().await.map_err(err)?;
         // CREATE … IF NOT EXISTS races between instances starting together; serialise them.
         tx.execute("SELECT pg_advisory_xact_lock(7310411797)", &[]).await.map_err(err)?;
@@ -249,14 +468,34 @@ impl PostgresStore {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).delta += by;
     }
 
-    /// Runs one statement-level operation under the configured timeout.
-    async fn with_timeout<T>(
+    /// A pooled connection and the prepared statement, each under `timeout`: nothing is
+    /// written yet, so giving up here is harmless, and a slow pool never eats into the
+    /// statement's own wait.
+    async fn prepare(
         &self,
-        f: impl std::future::Future<Output = Result<T, StoreError>>,
+        sql: &str,
+    ) -> Result<(deadpool_postgres::Object, tokio_postgres::Statement), StoreError> {
+        let timeout = self.options.timeout;
+        let client = tokio::time::timeout(timeout, self.pool.get())
+            .await
+            .map_err(|_| StoreError::new("postgres", "no pooled connection in time"))?
+            .map_err(err)?;
+        let statement = tokio::time::timeout(timeout, client.prepare_cached(sql))
+            .await
+            .map_err(|_| StoreError::new("postgres", "preparing a statement timed out"))?
+            .map_err(err)?;
+        Ok((client, statement))
+    }
+
+    /// Waits for a statement's answer strictly longer than the server's `statement_timeout`.
+    async fn answer<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.options.timeout, f)
+        tokio::time::timeout(self.options.timeout + self.options.reply_margin, f)
             .await
             .map_err(|_| StoreError::new("postgres", "statement timed out"))?
+            .map_err(err)
     }
 
     async fn execute(
@@ -264,12 +503,8 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        self.with_timeout(async {
-            let client = self.pool.get().await.map_err(err)?;
-            let statement = client.prepare_cached(sql).await.map_err(err)?;
-            client.execute(&statement, params).await.map_err(err)
-        })
-        .await
+        let (client, statement) = self.prepare(sql).await?;
+        self.answer(client.execute(&statement, params)).await
     }
 
     async fn query_opt(
@@ -277,12 +512,8 @@ impl PostgresStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Option<tokio_postgres::Row>, StoreError> {
-        self.with_timeout(async {
-            let client = self.pool.get().await.map_err(err)?;
-            let statement = client.prepare_cached(sql).await.map_err(err)?;
-            client.query_opt(&statement, params).await.map_err(err)
-        })
-        .await
+        let (client, statement) = self.prepare(sql).await?;
+        self.answer(client.query_opt(&statement, params)).await
     }
 }
 
@@ -296,8 +527,9 @@ impl SessionStore for PostgresStore {
         if self.estimate_live(now, cap).await? >= cap {
             return Ok(Insert::Full);
         }
-        let data = serde_json::to_string(session).expect("sessions serialize");
-        let id = session.id.as_bytes().as_slice();
+        let data = Record::to_json(session);
+        let key = session.id.key();
+        let id = key.as_bytes().as_slice();
         let expires_at = to_i64(session.expires_at);
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
             [&id, &pay_to, &amount.as_slice(), &expires_at, &data];
@@ -317,13 +549,13 @@ impl SessionStore for PostgresStore {
     }
 
     async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let row = self.query_opt(&self.sql.get_session, &[&id.as_bytes().as_slice()]).await?;
-        row.map(|r| decode(r.get(0))).transpose()
+        let row = self.query_opt(&self.sql.get_session, &[&id.key().as_bytes().as_slice()]).await?;
+        row.map(|r| decode(r.get(0), id)).transpose()
     }
 
     async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let row = self.query_opt(&self.sql.take_session, &[&id.as_bytes().as_slice()]).await?;
-        let session = row.map(|r| decode(r.get(0))).transpose()?;
+        let row = self.query_opt(&self.sql.take_session, &[&id.key().as_bytes().as_slice()]).await?;
+        let session = row.map(|r| decode(r.get(0), id)).transpose()?;
         if session.as_ref().is_some_and(|s| !s.is_expired(crate::session::unix_now())) {
             self.adjust_live(-1);
         }
@@ -334,17 +566,30 @@ impl SessionStore for PostgresStore {
         // Only expired rows go, and the live count never held them.
         self.execute(&self.sql.prune_sessions, &[&to_i64(now)]).await
     }
+
+    fn capacity(&self) -> Option<u64> {
+        Some(self.options.capacity)
+    }
 }
 
 #[async_trait]
 impl SpentSet for PostgresStore {
-    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError> {
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError> {
         let row = self.query_opt(&self.sql.spent_owner, &[&hash.as_bytes().as_slice()]).await?;
         Ok(row.map(|r| {
-            let owner: &[u8] = r.get(0);
-            // Rows from before claims carried their session have an empty owner: spent by a
-            // session nobody can present again.
-            owner.try_into().map(SessionId::from_bytes).unwrap_or(SessionId::from_bytes([0; 16]))
+            let key: Option<&[u8]> = r.get(0);
+            let legacy: Option<&[u8]> = r.get(1);
+            match (
+                key.and_then(|k| <[u8; 16]>::try_from(k).ok()),
+                legacy.and_then(|o| <[u8; 16]>::try_from(o).ok()),
+            ) {
+                (Some(key), _) => SessionKey::from_bytes(key),
+                // 57fee3c rows: the owner's id in clear, which means its key.
+                (None, Some(id)) => SessionId::from_bytes(id).key(),
+                // Rows from before claims carried their session: spent by a session nobody can
+                // present again.
+                (None, None) => SessionKey::from_bytes([0; 16]),
+            }
         }))
     }
 
@@ -357,7 +602,7 @@ impl SpentSet for PostgresStore {
         let row = self
             .query_opt(
                 &self.sql.spent_claim,
-                &[&hash.as_bytes().as_slice(), &session.as_bytes().as_slice(), &to_i64(keep_until)],
+                &[&hash.as_bytes().as_slice(), &session.key().as_bytes().as_slice(), &to_i64(keep_until)],
             )
             .await?;
         Ok(match row.map(|r| r.get::<_, i32>(0)) {
@@ -368,7 +613,8 @@ impl SpentSet for PostgresStore {
     }
 
     async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
-        self.execute(&self.sql.spent_release, &[&hash.as_bytes().as_slice(), &session.as_bytes().as_slice()])
+        let key = session.key();
+        self.execute(&self.sql.spent_release, &[&hash.as_bytes().as_slice(), &key.as_bytes().as_slice()])
             .await
             .map(|_| ())
     }

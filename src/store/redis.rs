@@ -1,46 +1,77 @@
 //! The Redis store: sessions and spent set shared by any number of instances.
 //!
 //! Every decision is one round trip, a Lua script that Redis runs atomically: the spent-set
-//! claim (a hash holding the claiming session, expiring at `keep_until`) and its guarded
-//! release, session insert (amount check + capacity check + write), take (read + delete +
-//! unindex) and prune. Spent entries expire natively at their retention; a session's amount
-//! reservation expires natively [`SESSION_GRACE_SECS`](super::SESSION_GRACE_SECS) after the
-//! session does.
+//! claim (a hash holding the claiming session's key) and its guarded release, session insert
+//! (amount check + capacity check + write), take (read + delete + unindex) and prune.
+//!
+//! Nothing this store writes has a TTL. Sessions, amount reservations and spent entries are
+//! removed by the prune scripts, which walk sorted sets scored by the layer's clock. So:
+//! - eviction under a `volatile-*` policy never touches them, and under `allkeys-*` it would,
+//!   which is why [`RedisStore::connect`] refuses to start unless `maxmemory-policy` is
+//!   `noeviction` (memory full then means write errors, answered 503, never lost entries);
+//! - Redis's own clock plays no part: expiry decisions use the `now` the layer passes in, so
+//!   an offset between Redis and the instances cannot shorten an amount reservation.
+//!
+//! Session ids never reach Redis, not even as command arguments (`MONITOR`, `SLOWLOG`): keys,
+//! members and values carry [`SessionKey`](crate::session::SessionKey)s.
 //!
 //! The scripts touch keys derived inside the script, so use a single Redis server (or a
-//! primary with replicas/Sentinel), not Redis Cluster.
+//! primary with replicas/Sentinel and [`RedisOptions::min_replicas`]), not Redis Cluster.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
+use redis::{FromRedisValue, Script};
 
-use super::{Claim, Insert, SessionStore, SpentSet, StoreError};
+use super::{Claim, Insert, Record, SessionStore, SpentSet, StoreError, SESSION_GRACE_SECS};
 use crate::nano::BlockHash;
-use crate::session::{Session, SessionId};
+use crate::session::{Session, SessionId, SessionKey};
 
-/// How long an expired session's record is kept for `session_expired` answers if no prune
-/// removes it first (its amount reservation is released at expiry regardless).
-const EXPIRED_SESSION_GRACE_SECS: u64 = 3600;
+/// Removes sessions expired before `now` (with their amount reservation), at most 10,000 per
+/// call: a Lua function shared by the insert (when full) and prune scripts. Members are
+/// session keys (ids for sessions written by 57fee3c, which used the same names, so those are
+/// pruned too).
+const PRUNE_FN: &str = r#"
+local function remove_session(pending, session_prefix, member)
+  local key = session_prefix .. member
+  local akey = redis.call('HGET', key, 'akey')
+  if akey and redis.call('GET', akey) == member then redis.call('DEL', akey) end
+  redis.call('DEL', key)
+  redis.call('ZREM', pending, member)
+end
+local function prune(pending, now, session_prefix)
+  local members = redis.call('ZRANGEBYSCORE', pending, '-inf', '(' .. now, 'LIMIT', 0, 10000)
+  for _, member in ipairs(members) do remove_session(pending, session_prefix, member) end
+  return #members
+end
+"#;
 
 const INSERT: &str = r#"
 -- KEYS: session, amount, pending zset.
--- ARGV: json, id, amount_expire_ms, now, capacity, expires_at, session_expire_ms, session key prefix
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
-  prune(KEYS[3], ARGV[4], ARGV[8])
-  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return 2 end
+-- ARGV: record json, session key, now, capacity, expires_at, session key prefix, grace secs
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local holder = redis.call('GET', KEYS[2])
+if holder then
+  local expires = redis.call('ZSCORE', KEYS[3], holder)
+  -- Reserved through expires_at plus the grace, by the layer's clock.
+  if expires and tonumber(expires) + tonumber(ARGV[7]) >= tonumber(ARGV[3]) then return 0 end
+  if expires then remove_session(KEYS[3], ARGV[6], holder) end
+  redis.call('DEL', KEYS[2])
+end
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then
+  prune(KEYS[3], ARGV[3], ARGV[6])
+  if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[4]) then return 2 end
 end
 redis.call('HSET', KEYS[1], 'json', ARGV[1], 'akey', KEYS[2])
-redis.call('PEXPIREAT', KEYS[1], ARGV[7])
-redis.call('SET', KEYS[2], ARGV[2], 'PXAT', ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[6], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
 return 1
 "#;
 
 const TAKE: &str = r#"
--- KEYS: session, pending zset. ARGV: id
+-- KEYS: session, pending zset. ARGV: session key
 local v = redis.call('HMGET', KEYS[1], 'json', 'akey')
 if not v[1] then return false end
 redis.call('DEL', KEYS[1])
@@ -49,36 +80,24 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return v[1]
 "#;
 
-/// Removes sessions expired before ARGV[1] (with their amount reservation): a Lua function
-/// shared by the insert (when full) and prune scripts.
-const PRUNE_FN: &str = r#"
-local function prune(pending, now, session_prefix)
-  local ids = redis.call('ZRANGEBYSCORE', pending, '-inf', '(' .. now, 'LIMIT', 0, 10000)
-  for _, id in ipairs(ids) do
-    local key = session_prefix .. id
-    local akey = redis.call('HGET', key, 'akey')
-    if akey and redis.call('GET', akey) == id then redis.call('DEL', akey) end
-    redis.call('DEL', key)
-    redis.call('ZREM', pending, id)
-  end
-  return #ids
-end
-"#;
-
 const PRUNE: &str = r#"
 -- KEYS: pending zset. ARGV: now, session key prefix
 return prune(KEYS[1], ARGV[1], ARGV[2])
 "#;
 
 const CLAIM: &str = r#"
--- KEYS: spent entry (hash: o = owner session, n = claims). ARGV: owner, keep_until_ms
-local owner = redis.call('HGET', KEYS[1], 'o')
-if not owner then
-  redis.call('HSET', KEYS[1], 'o', ARGV[1], 'n', 1)
-  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+-- KEYS: spent entry (hash: k = owner session key, n = claims), spent expiry zset, count.
+-- ARGV: owner session key, keep_until, zset member (the block hash), '1' to index it
+local v = redis.call('HMGET', KEYS[1], 'k', 'o')
+if not v[1] then
+  -- Entries of 57fee3c name their owner by id ('o'): spent for every session.
+  if v[2] or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+  redis.call('HSET', KEYS[1], 'k', ARGV[1], 'n', 1)
+  if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3]) end
+  redis.call('INCR', KEYS[3])
   return 1
 end
-if owner == ARGV[1] then
+if v[1] == ARGV[1] then
   redis.call('HINCRBY', KEYS[1], 'n', 1)
   return 2
 end
@@ -86,11 +105,30 @@ return 0
 "#;
 
 const RELEASE: &str = r#"
--- KEYS: spent entry. ARGV: owner. Only the owner's single claim is undone.
-local v = redis.call('HMGET', KEYS[1], 'o', 'n')
-if v[1] == ARGV[1] and v[2] == '1' then redis.call('DEL', KEYS[1]) end
+-- KEYS: spent entry, spent expiry zset, count. ARGV: owner session key, zset member.
+-- Only the owner's single claim is undone.
+local v = redis.call('HMGET', KEYS[1], 'k', 'n')
+if v[1] == ARGV[1] and v[2] == '1' then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('DECR', KEYS[3])
+end
 return 0
 "#;
+
+const PRUNE_SPENT: &str = r#"
+-- KEYS: spent expiry zset, count. ARGV: now, spent key prefix
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 10000)
+for _, member in ipairs(members) do
+  redis.call('DEL', ARGV[2] .. member)
+  redis.call('ZREM', KEYS[1], member)
+end
+if #members > 0 then redis.call('DECRBY', KEYS[2], #members) end
+return #members
+"#;
+
+/// How many entries one prune script removes at most (keeps each script short).
+const PRUNE_BATCH: u64 = 10_000;
 
 /// Options for [`RedisStore::connect_with`].
 #[derive(Clone, Debug)]
@@ -99,13 +137,44 @@ pub struct RedisOptions {
     pub prefix: String,
     /// Maximum of pending sessions across all instances (default 100,000).
     pub capacity: u64,
-    /// Timeout for connecting and for each command (default 2 s); past it the layer answers 503.
+    /// Timeout for connecting and for each command that decides nothing irrevocable (default
+    /// 2 s); past it the layer answers 503.
     pub timeout: Duration,
+    /// How long the claim and the session take are waited for (default 10 s). Redis has no
+    /// server-side bound on a script once it has written, so a claim or take the client stops
+    /// waiting for may still be applied; the take's answer is then lost and the payment burned.
+    /// Waiting long for these two makes that rarer; keep it well above Redis's worst latency.
+    pub decision_timeout: Duration,
+    /// Replicas that must acknowledge every insert, claim and take (`WAIT`) before it counts
+    /// (default 0: off). With replicas and failover (Sentinel, managed HA), set it to at least
+    /// 1: otherwise a failover loses the last acknowledged claims and a block can pay twice.
+    /// A shortfall is answered as a store error (503); the claim stays with its session, so the
+    /// client's retry re-enters it.
+    pub min_replicas: u32,
+    /// How long `WAIT` waits for [`min_replicas`](Self::min_replicas) (default 1 s).
+    pub replica_timeout: Duration,
+    /// Start even though `maxmemory-policy` is not `noeviction`, or cannot be read because
+    /// `CONFIG` is disabled (default `false`). Only for a Redis you know is sized so it never
+    /// evicts: an evicted spent entry re-opens a payment for replay, an evicted amount
+    /// reservation lets two sessions share an amount. Logged as an error at every start.
+    pub allow_eviction: bool,
+    /// PEM file of the CA(s) to trust for `rediss://` instead of the built-in web PKI roots
+    /// (default none), e.g. a private CA.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisOptions {
     fn default() -> Self {
-        RedisOptions { prefix: "nanosession:".to_owned(), capacity: 100_000, timeout: Duration::from_secs(2) }
+        RedisOptions {
+            prefix: "nanosession:".to_owned(),
+            capacity: 100_000,
+            timeout: Duration::from_secs(2),
+            decision_timeout: Duration::from_secs(10),
+            min_replicas: 0,
+            replica_timeout: Duration::from_secs(1),
+            allow_eviction: false,
+            tls_ca_file: None,
+        }
     }
 }
 
@@ -125,6 +194,7 @@ pub struct RedisStore {
     prune: Script,
     claim: Script,
     release: Script,
+    prune_spent: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -139,23 +209,40 @@ fn err(e: redis::RedisError) -> StoreError {
     StoreError::new("redis", e.to_string())
 }
 
+/// Which bound a command runs under.
+#[derive(Clone, Copy)]
+enum Bound {
+    /// Reads, inserts, prunes, releases: [`RedisOptions::timeout`].
+    Ordinary,
+    /// Claims and takes: [`RedisOptions::decision_timeout`].
+    Decision,
+}
+
 impl RedisStore {
     /// Connects with default options. The URL's password never appears in errors or logs.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, RedisOptions::default()).await
     }
 
-    /// Connects with `options`. Later outages are answered 503 and the connection is
+    /// Connects with `options` and checks that Redis does not evict (see
+    /// [`RedisOptions::allow_eviction`]). Later outages are answered 503 and the connection is
     /// re-established by itself when Redis is back.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|_| StoreError::new("redis", "invalid redis URL"))?;
+        let client = client(url, &options)?;
+        // The connection's own bound is the longest wait any call may need; shorter calls are
+        // bounded by `with_timeout`.
+        let longest = options.decision_timeout.max(options.timeout) + options.replica_timeout;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(options.timeout))
+            .set_response_timeout(Some(longest))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_with_config(client, config).await.map_err(err)?;
-        Ok(RedisStore {
+        let manager =
+            tokio::time::timeout(options.timeout, ConnectionManager::new_with_config(client, config))
+                .await
+                .map_err(|_| StoreError::new("redis", "connecting timed out"))?
+                .map_err(err)?;
+        let store = RedisStore {
             manager,
             options,
             insert: Script::new(&format!("{PRUNE_FN}{INSERT}")),
@@ -163,52 +250,197 @@ impl RedisStore {
             prune: Script::new(&format!("{PRUNE_FN}{PRUNE}")),
             claim: Script::new(CLAIM),
             release: Script::new(RELEASE),
-        })
+            prune_spent: Script::new(PRUNE_SPENT),
+        };
+        store.check_eviction_policy().await?;
+        Ok(store)
     }
 
-    fn session_key(&self, id: &SessionId) -> String {
-        format!("{}s:{id}", self.options.prefix)
+    /// Refuses a Redis that may evict keys (F8 of the security review), unless overridden.
+    async fn check_eviction_policy(&self) -> Result<(), StoreError> {
+        let answer: Result<Vec<String>, StoreError> = self
+            .with_timeout(Bound::Ordinary, async {
+                redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("maxmemory-policy")
+                    .query_async(&mut self.manager.clone())
+                    .await
+                    .map_err(err)
+            })
+            .await;
+        let problem = match answer {
+            Ok(pair) => match pair.get(1).map(String::as_str) {
+                Some("noeviction") => return Ok(()),
+                Some(policy) => format!(
+                    "maxmemory-policy is {policy:?}: Redis may evict spent entries and amount \
+                     reservations, which re-opens payments for replay; set it to noeviction \
+                     (CONFIG SET maxmemory-policy noeviction, and in redis.conf)"
+                ),
+                None => "CONFIG GET maxmemory-policy answered nothing".to_owned(),
+            },
+            // Managed Redis often renames or disables CONFIG.
+            Err(e) => format!(
+                "cannot read maxmemory-policy ({e}); if CONFIG is disabled (managed Redis), make \
+                 sure the policy is noeviction and start with RedisOptions::allow_eviction"
+            ),
+        };
+        if self.options.allow_eviction {
+            tracing::error!(
+                "Redis store started with RedisOptions::allow_eviction: {problem}. Eviction of \
+                 a spent entry allows a replay; of an amount reservation, receipt theft"
+            );
+            Ok(())
+        } else {
+            Err(StoreError::new("redis", problem))
+        }
+    }
+
+    async fn with_timeout<T>(
+        &self,
+        bound: Bound,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let limit = match bound {
+            Bound::Ordinary => self.options.timeout,
+            Bound::Decision => self.options.decision_timeout.max(self.options.timeout),
+        };
+        let limit =
+            limit + if self.options.min_replicas > 0 { self.options.replica_timeout } else { Duration::ZERO };
+        tokio::time::timeout(limit, f).await.map_err(|_| StoreError::new("redis", "command timed out"))?
+    }
+
+    /// Runs `script` and, when [`RedisOptions::min_replicas`] is set, `WAIT` in the same
+    /// pipeline (so on the same connection: `WAIT` counts that connection's writes). A
+    /// shortfall is an error: the write stands on the primary, but a failover may lose it.
+    async fn run<T: FromRedisValue>(
+        &self,
+        bound: Bound,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        self.with_timeout(bound, async {
+            let mut conn = self.manager.clone();
+            let eval = || {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(script.get_hash()).arg(keys.len()).arg(keys).arg(args);
+                cmd
+            };
+            for attempt in 0..2 {
+                let outcome: redis::RedisResult<(T, u32)> = if self.options.min_replicas == 0 {
+                    eval().query_async(&mut conn).await.map(|v| (v, 0))
+                } else {
+                    let mut pipe = redis::pipe();
+                    pipe.add_command(eval())
+                        .cmd("WAIT")
+                        .arg(self.options.min_replicas)
+                        .arg(self.options.replica_timeout.as_millis() as u64);
+                    pipe.query_async(&mut conn).await
+                };
+                match outcome {
+                    Ok((value, acked)) => {
+                        if acked < self.options.min_replicas {
+                            tracing::warn!(
+                                acked,
+                                wanted = self.options.min_replicas,
+                                "Redis replication shortfall"
+                            );
+                            return Err(StoreError::new(
+                                "redis",
+                                format!(
+                                    "write acknowledged by {acked} of {} replicas",
+                                    self.options.min_replicas
+                                ),
+                            ));
+                        }
+                        return Ok(value);
+                    }
+                    // Not cached (a restarted or failed-over Redis): nothing ran, load it and
+                    // run again.
+                    Err(e)
+                        if attempt == 0
+                            && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        script.prepare_invoke().load_async(&mut conn).await.map_err(err)?;
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            }
+            unreachable!("the second attempt returns")
+        })
+        .await
+    }
+
+    fn session_prefix(&self) -> String {
+        format!("{}s:", self.options.prefix)
+    }
+
+    fn session_key(&self, key: &SessionKey) -> String {
+        format!("{}{}", self.session_prefix(), key.to_hex())
     }
 
     fn pending_key(&self) -> String {
         format!("{}pending", self.options.prefix)
     }
 
-    fn spent_key(&self, hash: &BlockHash) -> String {
-        format!("{}spent:{hash}", self.options.prefix)
+    fn spent_prefix(&self) -> String {
+        format!("{}spent:", self.options.prefix)
     }
+
+    fn spent_key(&self, hash: &BlockHash) -> String {
+        format!("{}{hash}", self.spent_prefix())
+    }
+
+    fn spent_expiry_key(&self) -> String {
+        format!("{}spent_expiry", self.options.prefix)
+    }
+
+    fn spent_count_key(&self) -> String {
+        format!("{}spent_count", self.options.prefix)
+    }
+
+    fn decode(json: Option<String>, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        json.map(|j| Record::from_json("redis", j.as_bytes(), *id)).transpose()
+    }
+}
+
+/// A client for `url`, trusting [`RedisOptions::tls_ca_file`] when set.
+fn client(url: &str, options: &RedisOptions) -> Result<redis::Client, StoreError> {
+    let invalid = |_| StoreError::new("redis", "invalid redis URL");
+    // The redis crate builds its rustls configuration with the process-wide provider; when the
+    // application chose none, use ring (the one this crate's dependencies already build),
+    // rather than panic if feature unification enabled a second provider.
+    if url.starts_with("rediss:") && rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let Some(ca) = &options.tls_ca_file else { return redis::Client::open(url).map_err(invalid) };
+    let pem = std::fs::read(ca)
+        .map_err(|e| StoreError::new("redis", format!("cannot read tls_ca_file {}: {e}", ca.display())))?;
+    redis::Client::build_with_tls(url, redis::TlsCertificates { client_tls: None, root_cert: Some(pem) })
+        .map_err(invalid)
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
+        let key = session.id.key();
         let amount_key = format!(
             "{}a:{}:{}",
             self.options.prefix,
             hex::encode(session.pay_to.public_key().as_bytes()),
             session.amount
         );
-        let json = serde_json::to_string(session).expect("sessions serialize");
-        // Reserved through the second `expires_at` (expired means now > expires_at) plus the
-        // grace, by Redis's clock.
-        let amount_expire_ms = (session.expires_at + 1 + super::SESSION_GRACE_SECS) * 1000;
-        let session_expire_ms = (session.expires_at + 1 + EXPIRED_SESSION_GRACE_SECS) * 1000;
-        let outcome: i64 = self
-            .insert
-            .key(self.session_key(&session.id))
-            .key(amount_key)
-            .key(self.pending_key())
-            .arg(json)
-            .arg(session.id.to_string())
-            .arg(amount_expire_ms)
-            .arg(now)
-            .arg(self.options.capacity)
-            .arg(session.expires_at)
-            .arg(session_expire_ms)
-            .arg(format!("{}s:", self.options.prefix))
-            .invoke_async(&mut self.manager.clone())
-            .await
-            .map_err(err)?;
+        let keys = [self.session_key(&key), amount_key, self.pending_key()];
+        let args = [
+            Record::to_json(session),
+            key.to_hex(),
+            now.to_string(),
+            self.options.capacity.to_string(),
+            session.expires_at.to_string(),
+            self.session_prefix(),
+            SESSION_GRACE_SECS.to_string(),
+        ];
+        let outcome: i64 = self.run(Bound::Ordinary, &self.insert, &keys, &args).await?;
         Ok(match outcome {
             1 => Insert::Inserted,
             2 => Insert::Full,
@@ -217,54 +449,67 @@ impl SessionStore for RedisStore {
     }
 
     async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let json: Option<String> = redis::cmd("HGET")
-            .arg(self.session_key(id))
-            .arg("json")
-            .query_async(&mut self.manager.clone())
-            .await
-            .map_err(err)?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| StoreError::new("redis", format!("bad session record: {e}")))
-        })
-        .transpose()
+        let json: Option<String> = self
+            .with_timeout(Bound::Ordinary, async {
+                redis::cmd("HGET")
+                    .arg(self.session_key(&id.key()))
+                    .arg("json")
+                    .query_async(&mut self.manager.clone())
+                    .await
+                    .map_err(err)
+            })
+            .await?;
+        Self::decode(json, id)
     }
 
     async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let json: Option<String> = self
-            .take
-            .key(self.session_key(id))
-            .key(self.pending_key())
-            .arg(id.to_string())
-            .invoke_async(&mut self.manager.clone())
-            .await
-            .map_err(err)?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| StoreError::new("redis", format!("bad session record: {e}")))
-        })
-        .transpose()
+        let key = id.key();
+        let keys = [self.session_key(&key), self.pending_key()];
+        let json: Option<String> = self.run(Bound::Decision, &self.take, &keys, &[key.to_hex()]).await?;
+        Self::decode(json, id)
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
-        self.prune
-            .key(self.pending_key())
-            .arg(now)
-            .arg(format!("{}s:", self.options.prefix))
-            .invoke_async(&mut self.manager.clone())
-            .await
-            .map_err(err)
+        let keys = [self.pending_key()];
+        let args = [now.to_string(), self.session_prefix()];
+        let mut removed = 0;
+        // Bounded batches; what is left waits for the next prune.
+        for _ in 0..16 {
+            let batch: u64 = self.run(Bound::Ordinary, &self.prune, &keys, &args).await?;
+            removed += batch;
+            if batch < PRUNE_BATCH {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn capacity(&self) -> Option<u64> {
+        Some(self.options.capacity)
     }
 }
 
 #[async_trait]
 impl SpentSet for RedisStore {
-    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError> {
-        let owner: Option<String> = redis::cmd("HGET")
-            .arg(self.spent_key(hash))
-            .arg("o")
-            .query_async(&mut self.manager.clone())
-            .await
-            .map_err(err)?;
-        owner.map(|o| o.parse().map_err(|_| StoreError::new("redis", "bad spent record"))).transpose()
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError> {
+        let (key, legacy): (Option<String>, Option<String>) = self
+            .with_timeout(Bound::Ordinary, async {
+                redis::cmd("HMGET")
+                    .arg(self.spent_key(hash))
+                    .arg("k")
+                    .arg("o")
+                    .query_async(&mut self.manager.clone())
+                    .await
+                    .map_err(err)
+            })
+            .await?;
+        let bad = || StoreError::new("redis", "bad spent record");
+        match (key, legacy) {
+            (Some(key), _) => SessionKey::from_hex(&key).map(Some).ok_or_else(bad),
+            // 57fee3c entries: the owner's id in clear, which means its key.
+            (None, Some(id)) => id.parse::<SessionId>().map(|id| Some(id.key())).map_err(|_| bad()),
+            (None, None) => Ok(None),
+        }
     }
 
     async fn claim(
@@ -273,16 +518,14 @@ impl SpentSet for RedisStore {
         session: &SessionId,
         keep_until: u64,
     ) -> Result<Claim, StoreError> {
-        // One atomic script: claim if absent (expiring at the end of the retention), re-enter
-        // if this session owns it.
-        let outcome: i64 = self
-            .claim
-            .key(self.spent_key(hash))
-            .arg(session.to_string())
-            .arg(keep_until.saturating_mul(1000))
-            .invoke_async(&mut self.manager.clone())
-            .await
-            .map_err(err)?;
+        // One atomic script: claim if absent (indexed for pruning at keep_until), re-enter if
+        // this session owns it.
+        let keys = [self.spent_key(hash), self.spent_expiry_key(), self.spent_count_key()];
+        // Kept forever (`keep_until` = `u64::MAX`): no index entry, which is about 170 of the
+        // 390 bytes an entry costs.
+        let index = if keep_until == u64::MAX { "0" } else { "1" };
+        let args = [session.key().to_hex(), keep_until.to_string(), hash.to_string(), index.to_owned()];
+        let outcome: i64 = self.run(Bound::Decision, &self.claim, &keys, &args).await?;
         Ok(match outcome {
             1 => Claim::New,
             2 => Claim::Reentered,
@@ -291,18 +534,38 @@ impl SpentSet for RedisStore {
     }
 
     async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
-        let _: i64 = self
-            .release
-            .key(self.spent_key(hash))
-            .arg(session.to_string())
-            .invoke_async(&mut self.manager.clone())
-            .await
-            .map_err(err)?;
+        let keys = [self.spent_key(hash), self.spent_expiry_key(), self.spent_count_key()];
+        let args = [session.key().to_hex(), hash.to_string()];
+        let _: i64 = self.run(Bound::Ordinary, &self.release, &keys, &args).await?;
         Ok(())
     }
 
-    async fn prune(&self, _now: u64) -> Result<u64, StoreError> {
-        // Spent entries expire natively at keep_until.
-        Ok(0)
+    async fn prune(&self, now: u64) -> Result<u64, StoreError> {
+        let keys = [self.spent_expiry_key(), self.spent_count_key()];
+        let args = [now.to_string(), self.spent_prefix()];
+        let mut removed = 0;
+        for _ in 0..16 {
+            let batch: u64 = self.run(Bound::Ordinary, &self.prune_spent, &keys, &args).await?;
+            removed += batch;
+            if batch < PRUNE_BATCH {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Entries claimed by this version (a counter kept by the scripts; entries written by
+    /// 57fee3c are not counted).
+    async fn size(&self) -> Result<Option<u64>, StoreError> {
+        let n: Option<i64> = self
+            .with_timeout(Bound::Ordinary, async {
+                redis::cmd("GET")
+                    .arg(self.spent_count_key())
+                    .query_async(&mut self.manager.clone())
+                    .await
+                    .map_err(err)
+            })
+            .await?;
+        Ok(Some(n.unwrap_or(0).max(0) as u64))
     }
 }

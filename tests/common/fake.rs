@@ -260,7 +260,7 @@ impl SessionStore for FailingStore {
 
 #[async_trait]
 impl SpentSet for FailingStore {
-    async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionId>, StoreError> {
+    async fn owner(&self, hash: &BlockHash) -> Result<Option<nanosession::session::SessionKey>, StoreError> {
         self.check(StoreOp::Owner)?;
         self.spent.owner(hash).await
     }
