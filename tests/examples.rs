@@ -1,5 +1,7 @@
-//! The README's first command must keep working: run the built demo and gRPC examples (which
-//! `cargo test` builds next to the tests) and check what they print.
+//! The README's commands must keep working: run the built examples (which `cargo test` builds
+//! next to the tests) and check what they print: the demo, the gRPC example, the standalone mock
+//! node's flags and environment, and the walkthrough "Try it against the mock node" from the 402
+//! to the paid 200.
 
 use std::path::PathBuf;
 use std::process::Command;
