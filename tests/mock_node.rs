@@ -1256,6 +1256,45 @@ async fn http_500_fault() {
     assert!(client.block_info(&genesis_hash()).await.unwrap().unwrap().confirmed);
 }
 
+/// Status of one RPC `version` request.
+async fn version_status(http: &reqwest::Client, node: &MockNode) -> u16 {
+    let reply = http.post(node.rpc_url()).json(&json!({ "action": "version" })).send().await.unwrap();
+    reply.status().as_u16()
+}
+
+#[tokio::test]
+async fn fail_rate_fault_fails_that_share_of_requests_and_does_nothing_for_them() {
+    let node = start();
+    let http = reqwest::Client::new();
+    node.faults().set_fail_rate(1.0);
+    assert_eq!(node.faults().fail_rate(), 1.0);
+    // A failed request is not carried out: the send never reaches the ledger.
+    let send = Wallet::genesis().send(&key(1).public_key(), 1);
+    let body = json!({ "action": "process", "json_block": "true", "block": contents(&send) });
+    let reply = http.post(node.rpc_url()).json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), 500);
+    assert_eq!(reply.json::<Value>().await.unwrap(), json!({ "error": "Internal server error in RPC" }));
+    assert!(node.block(&send.hash()).is_none());
+
+    node.faults().set_fail_rate(0.5);
+    let mut failed = 0;
+    for _ in 0..200 {
+        match version_status(&http, &node).await {
+            500 => failed += 1,
+            200 => {}
+            other => panic!("status {other}"),
+        }
+    }
+    // Binomial(200, 0.5): outside 60..=140 has probability below 1e-8.
+    assert!((60..=140).contains(&failed), "{failed} of 200 failed at rate 0.5");
+
+    node.faults().set_fail_rate(f64::NAN);
+    assert_eq!(node.faults().fail_rate(), 0.0, "NaN means never");
+    for _ in 0..20 {
+        assert_eq!(version_status(&http, &node).await, 200);
+    }
+}
+
 #[tokio::test]
 async fn refused_connections_then_restored_on_the_same_port() {
     let node = start();

@@ -1,7 +1,7 @@
 //! [`Faults`]: run-time switches that make the mock node misbehave the way real nodes and
 //! networks do.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +18,9 @@ pub(crate) struct ListenerCommand {
 /// may retry a taken port, so a slow reopen is not mistaken for a failed one.
 const LISTENER_WAIT: Duration = Duration::from_secs(10);
 
+/// Millionths in one, the unit of the stored fail rate.
+const PPM: u32 = 1_000_000;
+
 /// Switches for the node's faults. Cheap to clone; every clone controls the same node.
 ///
 /// Every switch takes effect for the next request, notification or block; none of them
@@ -33,6 +36,8 @@ struct State {
     drop_notifications: AtomicBool,
     duplicate_notifications: AtomicBool,
     http_500: AtomicBool,
+    /// Share of RPC requests answered with HTTP 500, in millionths.
+    fail_rate_ppm: AtomicU32,
     refuse_connections: AtomicBool,
     /// Held while the listeners are switched, so the flag always says what was done last.
     switching: Mutex<()>,
@@ -48,6 +53,7 @@ impl std::fmt::Debug for Faults {
             .field("drop_notifications", &self.drop_notifications())
             .field("duplicate_notifications", &self.duplicate_notifications())
             .field("http_500", &self.http_500())
+            .field("fail_rate", &self.fail_rate())
             .field("refuse_connections", &self.refuse_connections())
             .field("reply_delay", &self.reply_delay())
             .finish()
@@ -67,6 +73,7 @@ impl Faults {
                 drop_notifications: AtomicBool::new(false),
                 duplicate_notifications: AtomicBool::new(false),
                 http_500: AtomicBool::new(false),
+                fail_rate_ppm: AtomicU32::new(0),
                 refuse_connections: AtomicBool::new(false),
                 switching: Mutex::new(()),
                 reply_delay_us: AtomicU64::new(0),
@@ -128,6 +135,29 @@ impl Faults {
     /// Whether RPC answers HTTP 500.
     pub fn http_500(&self) -> bool {
         self.inner.http_500.load(Ordering::SeqCst)
+    }
+
+    /// Each RPC request independently gets the [`set_http_500`](Self::set_http_500) answer
+    /// with probability `rate` (0.0 never, 1.0 always; values outside are clamped, NaN is 0):
+    /// a flaky node or proxy. The request is not carried out.
+    pub fn set_fail_rate(&self, rate: f64) {
+        let rate = if rate.is_nan() { 0.0 } else { rate.clamp(0.0, 1.0) };
+        // Millionths: fine enough for any test, and an atomic integer needs no lock.
+        self.inner.fail_rate_ppm.store((rate * PPM as f64).round() as u32, Ordering::SeqCst);
+    }
+
+    /// The share of RPC requests that fail with HTTP 500 (to a millionth).
+    pub fn fail_rate(&self) -> f64 {
+        f64::from(self.inner.fail_rate_ppm.load(Ordering::SeqCst)) / PPM as f64
+    }
+
+    /// Whether this request fails: the HTTP 500 switch, or the dice of the fail rate.
+    pub(crate) fn fail_this_request(&self) -> bool {
+        if self.http_500() {
+            return true;
+        }
+        let ppm = self.inner.fail_rate_ppm.load(Ordering::SeqCst);
+        ppm > 0 && rand::random::<u32>() % PPM < ppm
     }
 
     /// On: closes the RPC and WebSocket listeners and cuts every open connection, so new

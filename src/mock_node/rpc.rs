@@ -38,7 +38,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
 }
 
 async fn handle(State(node): State<Arc<Node>>, body: Bytes) -> Response {
-    let (status, text) = if node.faults.http_500() {
+    let (status, text) = if node.faults.fail_this_request() {
         (StatusCode::INTERNAL_SERVER_ERROR, error_json("Internal server error in RPC"))
     } else {
         (StatusCode::OK, dispatch(&node, &body).await.unwrap_or_else(error_json))
