@@ -13,6 +13,7 @@
 //! | `NANO_RPC_URLS` | comma-separated node RPC URLs | `http://127.0.0.1:45000` (the mock node) |
 //! | `NANO_PAY_MAX_RAW` | the most it pays, for this request and in total | `1000000000000000000000000000` (0.001 XNO) |
 //! | `NANO_WORK` | `dev` or `live`: thresholds for work computed locally | `dev` |
+//! | `NANO_NETWORK` | the only network it pays on (x402 `network`) | `nano:dev` (the mock node's) |
 //!
 //! Exit status: 0 on a 2xx answer, 1 on any other answer or a failed payment, 2 on a bad
 //! setting (one line naming the variable). The seed is never printed.
@@ -59,8 +60,10 @@ fn setup() -> Result<(PayingClient, String), String> {
         .filter(|u| !u.is_empty())
         .collect();
     let node = NanoRpcClient::new(urls).map_err(|e| format!("NANO_RPC_URLS is invalid: {e}"))?;
+    // The client refuses offers on any other network: mainnet funds never go to a dev server.
+    let network = var("NANO_NETWORK").unwrap_or_else(|| "nano:dev".to_owned());
     let wallet = Wallet::from_seed(&seed, index).with_limits(max, max);
-    Ok((PayingClient::builder(wallet, node).work_thresholds(work).build(), url))
+    Ok((PayingClient::builder(wallet, node).work_thresholds(work).network(&network).build(), url))
 }
 
 #[tokio::main(flavor = "current_thread")]
