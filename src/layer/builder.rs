@@ -345,7 +345,8 @@ impl PaymentRequiredLayerBuilder {
     }
 
     /// At most `max` new sessions per client within one session lifetime (per instance),
-    /// where `key` names the client from the request head (`None`: not limited). Over the
+    /// where `key` names the client from the request head (requests it cannot name, `None`,
+    /// share one bound, so a missing header never switches the bound off). Over the
     /// bound the layer answers `429 rate_limited` and stores nothing, so one client cannot fill
     /// the session store and lock every payer out. Off by default.
     ///
@@ -594,8 +595,9 @@ impl PaymentRequiredLayerBuilder {
 
 /// Default bound on verifier calls per session per minute.
 pub const DEFAULT_VERIFICATIONS_PER_SESSION: u32 = 20;
-/// Kept free at the end of the grace: the claim and take after verification.
-pub(crate) const VERIFY_MARGIN: Duration = Duration::from_secs(5);
+/// Kept free at the end of the grace for the claim and take after verification (each bounded
+/// by its store: PostgreSQL 3 s, Redis up to 10 s under load).
+pub(crate) const VERIFY_MARGIN: Duration = Duration::from_secs(15);
 
 /// The rule every price obeys: above zero, a multiple of the modulus (so `amount % modulus ==
 /// tag`), and room for the largest tag.

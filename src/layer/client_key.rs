@@ -26,10 +26,25 @@ pub fn header(name: &'static str) -> impl Fn(&Parts) -> Option<String> + Send + 
 }
 
 /// The peer's IP address from axum's `ConnectInfo<SocketAddr>` (serve the router with
-/// `into_make_service_with_connect_info::<SocketAddr>()`); `None` without it.
+/// `into_make_service_with_connect_info::<SocketAddr>()`); `None` without it (logged once,
+/// since all such requests then share one bound). IPv6 peers are keyed by their /64, the
+/// smallest block one host is given.
 #[cfg(feature = "axum")]
 pub fn peer_ip(parts: &Parts) -> Option<String> {
-    let axum::extract::ConnectInfo(addr) =
-        parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?;
-    Some(addr.ip().to_string())
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let Some(axum::extract::ConnectInfo(addr)) =
+        parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    else {
+        WARNED.call_once(|| {
+            tracing::warn!("client_key::peer_ip: no ConnectInfo (serve with into_make_service_with_connect_info); all clients share one bound")
+        });
+        return None;
+    };
+    Some(match addr.ip().to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        v4 => v4.to_string(),
+    })
 }

@@ -2,8 +2,8 @@
 //! path can never miss the table and pass for free (review F3).
 //!
 //! Lenient inner services (tower-http's `ServeDir`, proxies) serve `/files/%72eport.pdf`,
-//! `/files//report.pdf` and `/files/./report.pdf` as `/files/report.pdf`; the table must see
-//! them as that path too. Table keys are normalised the same way when the layer is built.
+//! `/files//report.pdf`, `/files/./report.pdf` and `/files%2Freport.pdf` as
+//! `/files/report.pdf`; the table must see them as that path too. Table keys are normalised the same way when the layer is built.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -54,24 +54,26 @@ impl PriceTable {
     }
 }
 
-/// The canonical spelling of a request path: unreserved bytes percent-decoded (other escapes
-/// kept, hex in upper case), empty and `.` segments dropped, `..` resolved (never above the
-/// root), no trailing `/` (except the root itself). Borrows when the path is already canonical,
-/// which is the common case.
+/// The canonical spelling of a request path, as the most lenient inner service reads it
+/// (tower-http's `ServeDir` percent-decodes the whole path, then splits it): every escape
+/// percent-decoded (invalid UTF-8 replaced), `\\` and a decoded `%2F` taken as separators,
+/// empty and `.` segments dropped, `..` resolved (never above the root), no trailing `/`
+/// (except the root itself). Borrows when the path is already canonical, the common case.
 ///
 /// ```
 /// use nanosession::layer::normalize_path;
 /// assert_eq!(normalize_path("/files//./sub/../%72eport.pdf/"), "/files/report.pdf");
-/// assert_eq!(normalize_path("/a%2fb"), "/a%2Fb");
+/// assert_eq!(normalize_path("/files/sub%2Freport.pdf"), "/files/sub/report.pdf");
+/// assert_eq!(normalize_path("/files/%C3%A9.pdf"), "/files/é.pdf");
 /// assert_eq!(normalize_path("/paid"), "/paid");
 /// ```
 pub fn normalize_path(path: &str) -> Cow<'_, str> {
     if is_canonical(path) {
         return Cow::Borrowed(path);
     }
-    let decoded = decode_unreserved(path);
+    let decoded = decode(path);
     let mut segments: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
+    for segment in decoded.split(['/', '\\']) {
         match segment {
             "" | "." => {}
             ".." => {
@@ -91,10 +93,10 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Fast check: starts with `/`, no `%`, no `//`, no `.` or `..` segment, no trailing `/`.
+/// Fast check: starts with `/`, no `%` or `\\`, no `//`, no `.` or `..` segment, no trailing `/`.
 fn is_canonical(path: &str) -> bool {
     let bytes = path.as_bytes();
-    if bytes.first() != Some(&b'/') || bytes.contains(&b'%') {
+    if bytes.first() != Some(&b'/') || bytes.contains(&b'%') || bytes.contains(&b'\\') {
         return false;
     }
     if path == "/" {
@@ -103,31 +105,23 @@ fn is_canonical(path: &str) -> bool {
     !path.ends_with('/') && path[1..].split('/').all(|s| !matches!(s, "" | "." | ".."))
 }
 
-fn decode_unreserved(path: &str) -> String {
+/// Every valid `%XX` escape decoded; anything else kept as it is.
+fn decode(path: &str) -> String {
     let bytes = path.as_bytes();
-    let mut out = String::with_capacity(bytes.len());
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
             if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                let byte = hi << 4 | lo;
-                if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-                    out.push(byte as char);
-                } else {
-                    out.push('%');
-                    out.push(char::from(b"0123456789ABCDEF"[(byte >> 4) as usize]));
-                    out.push(char::from(b"0123456789ABCDEF"[(byte & 15) as usize]));
-                }
+                out.push(hi << 4 | lo);
                 i += 3;
                 continue;
             }
         }
-        // The path is a `str`, so copying char by char keeps any UTF-8 intact.
-        let ch = path[i..].chars().next().expect("in bounds");
-        out.push(ch);
-        i += ch.len_utf8();
+        out.push(bytes[i]);
+        i += 1;
     }
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -166,14 +160,25 @@ mod tests {
         assert_eq!(n("/files/./report.pdf"), "/files/report.pdf");
     }
 
+    /// The review's second pass: escapes a lenient service decodes must not miss the table.
     #[test]
-    fn reserved_escapes_stay_escaped_and_odd_input_does_not_panic() {
-        assert_eq!(n("/a%2fb"), "/a%2Fb");
-        assert_eq!(n("/a%20b"), "/a%20b");
+    fn every_escape_is_decoded_as_a_lenient_service_would() {
+        assert_eq!(n("/files/sub%2Freport.pdf"), "/files/sub/report.pdf");
+        assert_eq!(n("/files/sub%2freport.pdf"), "/files/sub/report.pdf");
+        assert_eq!(n("/files\\sub\\report.pdf"), "/files/sub/report.pdf");
+        assert_eq!(n("/files/report%281%29.pdf"), "/files/report(1).pdf");
+        assert_eq!(n("/files/%C3%A9.pdf"), "/files/é.pdf");
+        assert_eq!(n("/a%20b"), "/a b");
+        assert_eq!(n("/%2e%2e%2fpaid"), "/paid");
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
         assert_eq!(n("/%"), "/%");
         assert_eq!(n("/%4"), "/%4");
         assert_eq!(n("/%zz"), "/%zz");
-        assert_eq!(n("/é/%C3%A9"), "/é/%C3%A9");
+        assert_eq!(n("/é/%C3%A9"), "/é/é");
+        assert_eq!(n("/%FF"), "/\u{FFFD}");
         assert_eq!(n(""), "/");
         assert_eq!(n("/"), "/");
         assert_eq!(n("/.."), "/");

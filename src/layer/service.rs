@@ -163,6 +163,26 @@ fn path_of(parts: &Parts) -> String {
     public_uri(parts).path_and_query().map_or("/", |p| p.as_str()).to_owned()
 }
 
+/// A payment verified and its block claimed for the session, not yet consumed.
+struct Claimed {
+    payment: VerifiedPayment,
+    claim: Claim,
+}
+
+/// Why a paid retry was not settled.
+enum Settle<E> {
+    /// A protocol refusal.
+    Refused(Reason),
+    /// The wrapped service failed to become ready; the claim stays with the session.
+    NotReady(E),
+}
+
+impl<E> From<Reason> for Settle<E> {
+    fn from(reason: Reason) -> Self {
+        Settle::Refused(reason)
+    }
+}
+
 /// A priced route the layer cannot price for this request.
 enum Unpriced {
     /// A denying table does not list the path.
@@ -243,8 +263,10 @@ impl<M> Gate<M> {
     {
         let mut headers = HeaderMap::new();
         // One client cannot fill the store and lock every payer out (review F10).
-        if let (Some(Some(client)), Some((_, window))) = (client, &self.shared.per_client) {
-            if !window.hit(client) {
+        // Requests the key cannot name share one bound, so a missing header or peer address
+        // never turns the bound off.
+        if let (Some(client), Some((_, window))) = (client, &self.shared.per_client) {
+            if !window.hit(client.unwrap_or_default()) {
                 tracing::info!(reason = "rate_limited", "too many new sessions for one client");
                 self.shared.metrics.refusal(Reason::RateLimited);
                 return self.respond(Refusal::new(Reason::RateLimited), headers, grpc);
@@ -310,9 +332,11 @@ impl<M> Gate<M> {
         M: RefusalBody<B>,
     {
         let PaidRequest { price, path, client, grpc } = ctx;
-        let payment = match self.settle(&proof, price).await {
+        let payment = match self.settle(&proof, price, &mut inner).await {
             Ok(payment) => payment,
-            Err(reason) => {
+            // The claim stays with the session and nothing was consumed: the retry re-enters.
+            Err(Settle::NotReady(error)) => return Err(error),
+            Err(Settle::Refused(reason)) => {
                 self.shared.metrics.refusal(reason);
                 return Ok(if reason.fresh_challenge() {
                     self.challenge(reason, price, &path, client, grpc).await
@@ -342,7 +366,7 @@ impl<M> Gate<M> {
         )
         .to_header();
         req.extensions_mut().insert(payment);
-        std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+        // `settle` drove `inner` to readiness before consuming the session.
         let mut response = inner.call(req).await?;
         let headers = response.headers_mut();
         headers.insert(PAYMENT_RESPONSE, receipt);
@@ -357,11 +381,50 @@ impl<M> Gate<M> {
     }
 
     /// Verification in the spec's order (§5): cheap store reads first, the node last, then the
-    /// atomic claim. Nothing is consumed unless every step passes.
-    async fn settle(&self, proof: &Proof, price: Raw) -> Result<VerifiedPayment, Reason> {
-        let s = &*self.shared;
+    /// atomic claim; then the wrapped service must be ready, and only then is the session
+    /// consumed. Nothing is consumed unless every step passes.
+    async fn settle<S, R>(
+        &self,
+        proof: &Proof,
+        price: Raw,
+        inner: &mut S,
+    ) -> Result<VerifiedPayment, Settle<S::Error>>
+    where
+        S: Service<R>,
+    {
         let session_tag = proof.session.fingerprint();
         let outcome = async {
+            let claimed = self.claim(proof, price).await?;
+            // A service that cannot take the request (load shedding, a dead buffer worker) must
+            // not cost the payment: the session is consumed only once it is ready, and until
+            // then the claim stays with the session for its retry.
+            std::future::poll_fn(|cx| inner.poll_ready(cx)).await.map_err(Settle::NotReady)?;
+            Ok(self.consume(proof, claimed).await?)
+        }
+        .await;
+
+        match &outcome {
+            Ok(p) => {
+                tracing::info!(session = %session_tag, block = %p.block, payer = %p.payer, amount = %p.amount, "payment settled")
+            }
+            Err(Settle::NotReady(_)) => {
+                tracing::warn!(session = %session_tag, block = %proof.block, "the service was not ready; the claim is kept for the retry")
+            }
+            Err(Settle::Refused(Reason::AlreadySpent)) => {
+                tracing::warn!(session = %session_tag, block = %proof.block, "replay refused: already_spent")
+            }
+            Err(Settle::Refused(reason)) => {
+                tracing::info!(session = %session_tag, block = %proof.block, reason = reason.code(), "payment refused")
+            }
+        }
+        outcome
+    }
+
+    /// Everything up to and including the block claim.
+    async fn claim(&self, proof: &Proof, price: Raw) -> Result<Claimed, Reason> {
+        let s = &*self.shared;
+        let session_tag = proof.session.fingerprint();
+        {
             let now = unix_now();
             // Both reads at once: the session, and which session (if any) claimed the block.
             let (session, owner) =
@@ -432,12 +495,34 @@ impl<M> Gate<M> {
             if claim == Claim::Spent {
                 return Err(Reason::AlreadySpent);
             }
-            match s.sessions.take(&session.id).await {
+            let payment = VerifiedPayment {
+                block: block.hash,
+                payer: block.payer,
+                amount: block.amount,
+                price: session.price,
+                tag: session.tag,
+                session: session.id,
+                confirmation: block.confirmation,
+            };
+            Ok(Claimed { payment, claim })
+        }
+    }
+
+    /// Consumes the session of a claimed payment (taken once).
+    async fn consume(
+        &self,
+        proof: &Proof,
+        Claimed { payment, claim }: Claimed,
+    ) -> Result<VerifiedPayment, Reason> {
+        let s = &*self.shared;
+        {
+            let session = &payment.session;
+            match s.sessions.take(session).await {
                 Ok(Some(_)) => {}
                 Ok(None) if claim == Claim::New => {
                     // A concurrent request consumed the session with another block: give this
                     // one back (`release` is a no-op if a retry of this pair re-entered it).
-                    if let Err(error) = s.spent.release(&proof.block, &session.id).await {
+                    if let Err(error) = s.spent.release(&proof.block, session).await {
                         tracing::warn!(block = %proof.block, %error, "could not release an unused claim");
                     }
                     return Err(Reason::SessionUsed);
@@ -449,30 +534,8 @@ impl<M> Gate<M> {
                 // is back: an outage here never burns the payment.
                 Err(error) => return Err(store_down(error)),
             }
-            Ok(VerifiedPayment {
-                block: block.hash,
-                payer: block.payer,
-                amount: block.amount,
-                price: session.price,
-                tag: session.tag,
-                session: session.id,
-                confirmation: block.confirmation,
-            })
         }
-        .await;
-
-        match &outcome {
-            Ok(p) => {
-                tracing::info!(session = %session_tag, block = %p.block, payer = %p.payer, amount = %p.amount, "payment settled")
-            }
-            Err(Reason::AlreadySpent) => {
-                tracing::warn!(session = %session_tag, block = %proof.block, "replay refused: already_spent")
-            }
-            Err(reason) => {
-                tracing::info!(session = %session_tag, block = %proof.block, reason = reason.code(), "payment refused")
-            }
-        }
-        outcome
+        Ok(payment)
     }
 
     /// Renders a refusal: status, `Retry-After`, failed `PAYMENT-RESPONSE` after a proof,
