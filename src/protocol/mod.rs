@@ -4,6 +4,7 @@
 //! See `docs/protocol.md` (and the spec it points to) for the full contract.
 
 mod challenge;
+mod handoff;
 mod proof;
 mod reason;
 mod receipt;
@@ -12,6 +13,7 @@ pub use challenge::{
     Challenge, MalformedChallenge, NanoSessionExtra, Offer, PaymentRequired, PaymentRequirements,
     RequirementsExtra, ResourceInfo, X402_VERSION,
 };
+pub use handoff::HandoffBlock;
 pub use proof::{MalformedProof, PaymentPayload, Proof, ProofForm, ProofPayload, MAX_SIGNATURE_HEADER_LEN};
 pub use reason::Reason;
 pub use receipt::SettlementResponse;

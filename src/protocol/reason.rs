@@ -50,11 +50,19 @@ pub enum Reason {
     /// Too many new sessions for this client, or too many verification attempts for this
     /// session, in a short time (429 + `Retry-After`).
     RateLimited,
+    /// A handed-over block's proof of work is below the configured send threshold (spec §9).
+    InsufficientWork,
+    /// A handed-over block does not extend the account's current frontier, or the account does
+    /// not exist (spec §9): it could never be published.
+    FrontierMismatch,
+    /// Another block on the same `previous`, or another block for the same session, is being
+    /// published right now (spec §9; 402 + `Retry-After`).
+    PaymentInFlight,
 }
 
 impl Reason {
     /// Every reason, in the spec's order.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 20] = [
         Reason::PaymentRequired,
         Reason::MalformedPayment,
         Reason::UnknownSession,
@@ -72,6 +80,9 @@ impl Reason {
         Reason::StoreUnavailable,
         Reason::AlreadyGranted,
         Reason::RateLimited,
+        Reason::InsufficientWork,
+        Reason::FrontierMismatch,
+        Reason::PaymentInFlight,
     ];
 
     /// The wire code (`"payment_required"`, …).
@@ -94,6 +105,9 @@ impl Reason {
             Reason::StoreUnavailable => "store_unavailable",
             Reason::AlreadyGranted => "already_granted",
             Reason::RateLimited => "rate_limited",
+            Reason::InsufficientWork => "insufficient_work",
+            Reason::FrontierMismatch => "frontier_mismatch",
+            Reason::PaymentInFlight => "payment_in_flight",
         }
     }
 
@@ -120,7 +134,8 @@ impl Reason {
     /// `Retry-After` in seconds, for the reasons where trying again later can succeed.
     pub const fn retry_after_secs(self) -> Option<u32> {
         match self {
-            Reason::BlockNotFound | Reason::BlockNotConfirmed => Some(2),
+            // A competing publication settles within the confirm wait (about 3 s).
+            Reason::BlockNotFound | Reason::BlockNotConfirmed | Reason::PaymentInFlight => Some(2),
             Reason::VerifierUnavailable | Reason::StoreUnavailable | Reason::RateLimited => Some(5),
             _ => None,
         }
@@ -148,6 +163,11 @@ impl Reason {
             Reason::StoreUnavailable => "The payment store is unavailable; retry later.",
             Reason::AlreadyGranted => "This payment was already accepted for this session; do not pay again.",
             Reason::RateLimited => "Too many payment requests in a short time; retry later.",
+            Reason::InsufficientWork => "The block's proof of work is below the required threshold.",
+            Reason::FrontierMismatch => "The block does not extend the account's current frontier.",
+            Reason::PaymentInFlight => {
+                "Another payment on this account or session is in flight; retry shortly."
+            }
         }
     }
 
@@ -189,7 +209,7 @@ mod tests {
     #[test]
     fn matches_the_spec_table() {
         use Reason::*;
-        let table: [(Reason, u16, bool, bool); 17] = [
+        let table: [(Reason, u16, bool, bool); 20] = [
             (PaymentRequired, 402, true, false),
             (MalformedPayment, 400, false, false),
             (UnknownSession, 402, true, false),
@@ -207,6 +227,9 @@ mod tests {
             (StoreUnavailable, 503, false, true),
             (AlreadyGranted, 409, false, false),
             (RateLimited, 429, false, true),
+            (InsufficientWork, 402, false, false),
+            (FrontierMismatch, 402, false, false),
+            (PaymentInFlight, 402, false, true),
         ];
         for (reason, status, fresh, retry) in table {
             assert_eq!(reason.status().as_u16(), status, "{reason}");
@@ -214,7 +237,16 @@ mod tests {
             assert_eq!(reason.retry_after_secs().is_some(), retry, "{reason}");
         }
         let codes: std::collections::HashSet<_> = Reason::ALL.iter().map(|r| r.code()).collect();
-        assert_eq!(codes.len(), 17);
+        assert_eq!(codes.len(), 20);
+        assert_eq!(table.map(|row| row.0), Reason::ALL, "the table covers every reason in order");
+        for (reason, code) in [
+            (InsufficientWork, "insufficient_work"),
+            (FrontierMismatch, "frontier_mismatch"),
+            (PaymentInFlight, "payment_in_flight"),
+        ] {
+            assert_eq!(reason.code(), code);
+            assert!(reason.after_proof());
+        }
         for (i, reason) in Reason::ALL.iter().enumerate() {
             assert_eq!(reason.index(), i);
             let expected = match reason.status().as_u16() {

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::nano::{Address, BlockHash, Raw};
 
+pub mod handoff;
 mod nano_rpc;
 
 pub use nano_rpc::{NanoRpcVerifier, NanoRpcVerifierBuilder, VerifierConfigError};
