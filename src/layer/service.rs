@@ -88,13 +88,15 @@ where
         //    send, and tonic or `any()` routes serve it like a POST (review F1). A CORS layer
         //    outside the paywall answers real preflights.
         let (mut parts, body) = req.into_parts();
-        // gRPC clients get every refusal as a trailers-only response instead of a 402.
+        let priced = self.gate.price(&parts);
+        if let Ok(None) = priced {
+            return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
+        }
+        // gRPC clients get every refusal as a trailers-only response instead of a 402 (read
+        // only off the free path).
         let grpc = grpc::is_grpc(&parts.headers);
-        let price = match self.gate.price(&parts) {
-            Ok(Some(price)) => price,
-            Ok(None) => {
-                return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)))
-            }
+        let price = match priced {
+            Ok(price) => price.expect("free requests returned above"),
             Err(unpriced) => {
                 return ResponseFuture::ready(self.gate.respond(unpriced.refusal(), HeaderMap::new(), grpc))
             }
