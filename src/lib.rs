@@ -15,6 +15,6 @@ pub mod session;
 pub mod store;
 pub mod verify;
 
-pub use layer::{PaymentRequired, PaymentRequiredLayer};
+pub use layer::{PaymentRequired, PaymentRequiredLayer, Settlement};
 pub use payment::VerifiedPayment;
 pub use protocol::Reason;

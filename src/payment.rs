@@ -1,7 +1,7 @@
 //! [`VerifiedPayment`]: what the wrapped service learns about the payment for its request.
 
 use crate::nano::{Address, BlockHash, Raw};
-use crate::session::SessionId;
+use crate::session::SessionKey;
 use crate::verify::Confirmation;
 
 /// The payment that bought this request, placed in the request extensions by the layer just
@@ -11,7 +11,8 @@ use crate::verify::Confirmation;
 /// In axum, with the `axum` feature, take it as an extractor; without it, use
 /// `Extension<VerifiedPayment>`; in tonic, `request.extensions().get::<VerifiedPayment>()`.
 ///
-/// Its `Debug` form shows only the session id's fingerprint.
+/// It names the session by its [`SessionKey`] (the id itself, a bearer secret, stays with the
+/// client; a hand-off may not even have sent it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedPayment {
     /// The send block's hash.
@@ -24,8 +25,8 @@ pub struct VerifiedPayment {
     pub price: Raw,
     /// The session's tag.
     pub tag: u64,
-    /// The session that was paid (consumed now).
-    pub session: SessionId,
+    /// The key of the session that was paid (consumed now).
+    pub session: SessionKey,
     /// How confirmation was established.
     pub confirmation: Confirmation,
 }

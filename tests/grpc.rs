@@ -137,7 +137,7 @@ async fn payment_required_is_resource_exhausted_with_the_challenge_in_metadata()
     )
     .expect("payment-required decodes");
     let (session, amount) = challenge_of(&status).unwrap();
-    assert_eq!(required.accepts[0].extra.nano_session.id.to_string(), session);
+    assert_eq!(required.accepts[0].extra.nano_session.as_ref().unwrap().id.to_string(), session);
     assert_eq!(required.accepts[0].amount, amount);
     assert_eq!(required.resource.url, format!("http://grpc.example{PAID}"));
     let id: SessionId = session.parse().unwrap();

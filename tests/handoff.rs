@@ -1,6 +1,6 @@
 //! The hand-off foundation (spec §9 steps 1, 4–6 and 8) through the public API: a block as a
 //! client would hand it over, in the node's JSON form, parsed, verified locally and checked
-//! against the account state; and the layer's answer to `payload.block`, unchanged for now.
+//! against the account state; and how the headers of a hand-off are read.
 
 use std::sync::atomic::AtomicBool;
 
@@ -8,7 +8,7 @@ use base64::Engine as _;
 use http::HeaderMap;
 use nanosession::mock_node::WorkThresholds;
 use nanosession::nano::{work, Address, BlockHash, PrivateKey, Raw, StateBlock};
-use nanosession::protocol::{HandoffBlock, Proof, Reason};
+use nanosession::protocol::{HandoffBlock, PaidRetry, Proof, ProofForm, Reason, SessionRef};
 use nanosession::rpc::block_json;
 use nanosession::verify::handoff::{
     check_ledger, verify_local, AccountState, HandoffExpected, HandoffRejection,
@@ -109,24 +109,97 @@ fn every_rejection_maps_to_a_402_payment_failure() {
     assert_eq!(Reason::PaymentInFlight.status(), http::StatusCode::PAYMENT_REQUIRED);
 }
 
-/// Nothing uses `payload.block` yet: the proof parser refuses it exactly as before (400
-/// malformed_payment, "payload.proof is missing"), so no hand-off can be half accepted.
-#[test]
-fn the_layer_still_refuses_payload_block() {
-    let f = fixture();
-    let payment = json!({
+fn signature_header(payment: &Value) -> http::HeaderValue {
+    base64::engine::general_purpose::STANDARD.encode(payment.to_string()).parse().unwrap()
+}
+
+fn payment(f: &Fixture, extra: Value, payload: Value) -> Value {
+    json!({
         "x402Version": 2,
         "resource": {"url": "http://localhost/paid"},
         "accepted": {
             "scheme": "exact", "network": "nano:mainnet", "amount": (PRICE + TAG).to_string(),
             "asset": "XNO", "payTo": f.merchant.to_string(), "maxTimeoutSeconds": 60,
-            "extra": {"nanoSession": {"id": "9f86d081884c7d659a2feaa0c55ad015"}},
+            "extra": extra,
         },
-        "payload": {"block": handed_over(&f, PRICE + TAG)},
-    });
+        "payload": payload,
+    })
+}
+
+const ID: &str = "9f86d081884c7d659a2feaa0c55ad015";
+
+/// `payload.block` is read as a hand-off: by the echoed session id, else by the echoed amount
+/// (a lookup key only), from `PAYMENT-SIGNATURE` or the same payload in x402 v1's `X-PAYMENT`.
+#[test]
+fn payload_block_is_read_as_a_handoff() {
+    let f = fixture();
+    let block = handed_over(&f, PRICE + TAG);
+    let hash = HandoffBlock::from_value(&block).unwrap().hash();
+    let by_id = payment(&f, json!({"nanoSession": {"id": ID}}), json!({"block": block}));
     let mut headers = HeaderMap::new();
-    let value = base64::engine::general_purpose::STANDARD.encode(payment.to_string());
-    headers.insert("payment-signature", value.parse().unwrap());
-    let err = Proof::from_headers(&headers).unwrap_err();
-    assert_eq!(err.0, "payload.proof is missing");
+    headers.insert("payment-signature", signature_header(&by_id));
+    let Some(PaidRetry::Handoff(h)) = PaidRetry::from_headers(&headers).unwrap() else {
+        panic!("a hand-off")
+    };
+    assert_eq!(h.session, SessionRef::Id(ID.parse().unwrap()));
+    assert_eq!((h.block.hash(), h.form), (hash, ProofForm::X402));
+    assert!(Proof::from_headers(&headers).is_err(), "not a published block's proof");
+
+    let by_amount = payment(&f, json!({}), json!({"block": block, "scheme": "exact"}));
+    let mut headers = HeaderMap::new();
+    headers.insert("x-payment", signature_header(&by_amount));
+    let Some(PaidRetry::Handoff(h)) = PaidRetry::from_headers(&headers).unwrap() else {
+        panic!("a hand-off")
+    };
+    assert_eq!(h.session, SessionRef::Amount(Raw::new(PRICE + TAG)), "no id echoed: found by amount");
+    assert_eq!(h.form, ProofForm::XPayment);
+
+    // The same value in both headers is fine; one naming another block is malformed.
+    headers.insert("payment-signature", signature_header(&by_amount));
+    assert!(PaidRetry::from_headers(&headers).unwrap().is_some());
+    let other = payment(&f, json!({}), json!({"block": handed_over(&f, PRICE + TAG + 1)}));
+    headers.insert("x-payment", signature_header(&other));
+    assert_eq!(PaidRetry::from_headers(&headers).unwrap_err().0, "X-PAYMENT and PAYMENT-SIGNATURE disagree");
+}
+
+#[test]
+fn malformed_handoffs_are_refused_with_a_reason() {
+    let f = fixture();
+    let block = handed_over(&f, PRICE + TAG);
+    let cases = [
+        (
+            payment(&f, json!({}), json!({"block": block, "proof": "00"})),
+            "payload.block and payload.proof are mutually exclusive",
+        ),
+        (
+            payment(&f, json!({"nanoSession": {"id": "nothex"}}), json!({"block": block})),
+            "accepted.extra.nanoSession.id must be 32 hex digits",
+        ),
+        (payment(&f, json!({}), json!({"block": {"type": "send"}})), "payload.block.type must be \"state\""),
+    ];
+    for (payment, detail) in cases {
+        let mut headers = HeaderMap::new();
+        headers.insert("payment-signature", signature_header(&payment));
+        assert_eq!(PaidRetry::from_headers(&headers).unwrap_err().0, detail);
+    }
+    let mut no_amount = payment(&f, json!({}), json!({"block": block}));
+    no_amount["accepted"].as_object_mut().unwrap().remove("amount");
+    let mut headers = HeaderMap::new();
+    headers.insert("payment-signature", signature_header(&no_amount));
+    assert_eq!(
+        PaidRetry::from_headers(&headers).unwrap_err().0,
+        "a hand-off needs accepted.extra.nanoSession.id or accepted.amount"
+    );
+    // Rev 5 headers naming another block than the hand-off's computed hash.
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "payment-signature",
+        signature_header(&payment(&f, json!({"nanoSession": {"id": ID}}), json!({"block": block}))),
+    );
+    headers.insert("x-payment-session", ID.parse().unwrap());
+    headers.insert("x-payment-block", f.frontier.to_string().parse().unwrap());
+    assert_eq!(
+        PaidRetry::from_headers(&headers).unwrap_err().0,
+        "X-PAYMENT-* and PAYMENT-SIGNATURE disagree"
+    );
 }

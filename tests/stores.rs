@@ -139,6 +139,19 @@ mod redis {
     nanosession::session_store_conformance!(optional: store(64), capacity = 64);
     nanosession::spent_set_conformance!(optional: store(64));
 
+    /// Fork protection shared by instances: two connections (instances) on one prefix race
+    /// hand-offs on one `previous`, and submissions of one block; one claim each time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn handoff_locks_are_shared_by_two_instances() {
+        let Ok(url) = std::env::var("REDIS_URL") else { return };
+        let options = RedisOptions { prefix: super::unique_prefix(), ..Default::default() };
+        let a: Arc<dyn nanosession::store::SpentSet> =
+            Arc::new(RedisStore::connect_with(&url, options.clone()).await.unwrap());
+        let b: Arc<dyn nanosession::store::SpentSet> =
+            Arc::new(RedisStore::connect_with(&url, options).await.unwrap());
+        nanosession::store::conformance::spent_handoff_locks_under_races(a, vec![b]).await;
+    }
+
     /// Every key under `prefix` with its value(s), as raw bytes.
     pub async fn dump(url: &str, prefix: &str) -> Vec<u8> {
         let client = redis::Client::open(url).unwrap();
@@ -249,6 +262,19 @@ mod postgres {
 
     nanosession::session_store_conformance!(optional: store(64), capacity = 64);
     nanosession::spent_set_conformance!(optional: store(64));
+
+    /// Fork protection shared by instances: two pools (instances) on one set of tables race
+    /// hand-offs on one `previous`, and submissions of one block; one claim each time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn handoff_locks_are_shared_by_two_instances() {
+        let Ok(url) = std::env::var("DATABASE_URL") else { return };
+        let options = PostgresOptions { table_prefix: super::unique_prefix(), ..Default::default() };
+        let a: Arc<dyn nanosession::store::SpentSet> =
+            Arc::new(PostgresStore::connect_with(&url, options.clone()).await.unwrap());
+        let b: Arc<dyn nanosession::store::SpentSet> =
+            Arc::new(PostgresStore::connect_with(&url, options).await.unwrap());
+        nanosession::store::conformance::spent_handoff_locks_under_races(a, vec![b]).await;
+    }
 
     /// Every row of the store's tables, as PostgreSQL's text form (bytea as hex).
     pub async fn dump(url: &str, prefix: &str) -> Vec<u8> {

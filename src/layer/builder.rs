@@ -13,6 +13,7 @@ use super::service::PaymentRequired;
 use crate::nano::{Address, Raw};
 use crate::protocol::Challenge;
 use crate::store::{MemorySessionStore, MemorySpentSet, SessionStore, SpentSet};
+use crate::verify::handoff::{BlockPublisher, DEFAULT_WORK_THRESHOLD};
 use crate::verify::PaymentVerifier;
 
 /// A price computed from the request head; `None` means "free, pass through".
@@ -57,6 +58,29 @@ pub(crate) struct Shared {
     pub per_client: Option<(Box<ClientKeyFn>, RateWindow)>,
     /// Verifier calls per session (review F15).
     pub per_session: RateWindow,
+    /// Payment with a signed block (spec §9), when enabled.
+    pub handoff: Option<HandoffConfig>,
+}
+
+/// When a handed-over block is published, relative to calling the wrapped service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Settlement {
+    /// Publish and wait for confirmation, then call the service (the default, as for a block
+    /// the client published itself).
+    #[default]
+    BeforeService,
+    /// Call the service first and publish only if it answered with a success (2xx) status: a
+    /// failed request costs the payer nothing (its block is never published). If publishing or
+    /// confirmation then fails, the service's response is withheld and a refusal sent; the
+    /// retry with the same block calls the service again and settles.
+    AfterSuccess,
+}
+
+/// The hand-off settings, fixed at build time.
+pub(crate) struct HandoffConfig {
+    pub publisher: Arc<dyn BlockPublisher>,
+    pub work_threshold: u64,
+    pub settlement: Settlement,
 }
 
 /// A configuration the layer refuses to run with, found when it is built.
@@ -255,6 +279,9 @@ pub struct PaymentRequiredLayerBuilder {
     paid_cache_control: Option<http::HeaderValue>,
     per_client: Option<(u32, Box<ClientKeyFn>)>,
     verifications_per_session: u32,
+    publisher: Option<Arc<dyn BlockPublisher>>,
+    work_threshold: u64,
+    settlement: Settlement,
 }
 
 impl Default for PaymentRequiredLayerBuilder {
@@ -280,6 +307,9 @@ impl Default for PaymentRequiredLayerBuilder {
             paid_cache_control: Some(http::HeaderValue::from_static("private, no-store")),
             per_client: None,
             verifications_per_session: DEFAULT_VERIFICATIONS_PER_SESSION,
+            publisher: None,
+            work_threshold: DEFAULT_WORK_THRESHOLD,
+            settlement: Settlement::default(),
         }
     }
 }
@@ -489,6 +519,44 @@ impl PaymentRequiredLayerBuilder {
         self
     }
 
+    /// Accepts payment with a signed, unpublished send block (spec §9, the x402 `exact`
+    /// scheme as Nano agent wallets speak it): the layer checks the block, publishes it
+    /// through `publisher` and grants once the [`verifier`](Self::verifier) sees it confirmed.
+    /// Off by default; a [`NanoRpcVerifier`](crate::verify::NanoRpcVerifier) is both.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use nanosession::{PaymentRequiredLayer, nano::{work, Raw}, rpc::NanoRpcClient, verify::NanoRpcVerifier};
+    /// let node = Arc::new(NanoRpcVerifier::new(NanoRpcClient::new(["http://127.0.0.1:7076/"])?));
+    /// let layer = PaymentRequiredLayer::builder()
+    ///     .pay_to("nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo".parse()?)
+    ///     .price(Raw::new(1_000_000_000_000_000_000_000_000))
+    ///     .public_base_url("https://api.example.com")
+    ///     .verifier_shared(node.clone())
+    ///     .accept_signed_blocks(node)
+    ///     .work_threshold(work::DEV_EPOCH_2) // a dev network; the default is the live threshold
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn accept_signed_blocks(mut self, publisher: Arc<dyn BlockPublisher>) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    /// The least work accepted on a handed-over block (default [`DEFAULT_WORK_THRESHOLD`],
+    /// the live network's epoch-2 send threshold `fffffff800000000`).
+    pub fn work_threshold(mut self, threshold: u64) -> Self {
+        self.work_threshold = threshold;
+        self
+    }
+
+    /// When a handed-over block is published (default [`Settlement::BeforeService`]).
+    pub fn settlement(mut self, settlement: Settlement) -> Self {
+        self.settlement = settlement;
+        self
+    }
+
     /// Adds `Access-Control-Expose-Headers` for the payment headers to 402s and paid responses,
     /// so browser clients can read them across origins (default off).
     pub fn expose_headers(mut self, on: bool) -> Self {
@@ -567,7 +635,8 @@ impl PaymentRequiredLayerBuilder {
             &base_url,
             &self.description,
             &self.mime_type,
-        );
+        )
+        .accepting_blocks(self.publisher.is_some());
         if self.spent.is_none() {
             tracing::warn!("PaymentRequiredLayer uses an in-memory spent set: after a restart old payments can be replayed; set .stores(...) for production");
         }
@@ -588,6 +657,11 @@ impl PaymentRequiredLayerBuilder {
             paid_cache_control: self.paid_cache_control,
             per_client: self.per_client.map(|(max, key)| (key, RateWindow::new(max, self.session_ttl))),
             per_session: RateWindow::new(self.verifications_per_session, Duration::from_secs(60)),
+            handoff: self.publisher.map(|publisher| HandoffConfig {
+                publisher,
+                work_threshold: self.work_threshold,
+                settlement: self.settlement,
+            }),
         };
         Ok(PaymentRequiredLayer { shared: Arc::new(shared), body: EmptyBody })
     }

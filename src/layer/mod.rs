@@ -6,6 +6,7 @@ mod body;
 mod builder;
 pub mod client_key;
 mod future;
+mod handoff;
 mod limit;
 mod metrics;
 mod path;
@@ -13,7 +14,7 @@ mod service;
 
 pub use body::{EmptyBody, FnBody, JsonBody, Refusal, RefusalBody};
 pub use builder::{
-    ConfigError, PaymentRequiredLayer, PaymentRequiredLayerBuilder, DEFAULT_SPENT_RETENTION,
+    ConfigError, PaymentRequiredLayer, PaymentRequiredLayerBuilder, Settlement, DEFAULT_SPENT_RETENTION,
     DEFAULT_VERIFICATIONS_PER_SESSION, MAX_TAG_MODULUS,
 };
 pub use future::ResponseFuture;

@@ -25,10 +25,10 @@ use super::builder::{check_price, Pricing, Shared, VERIFY_MARGIN};
 use super::future::ResponseFuture;
 use super::path::Unlisted;
 use crate::grpc;
-use crate::nano::Raw;
+use crate::nano::{BlockHash, Raw};
 use crate::payment::VerifiedPayment;
 use crate::protocol::headers::{EXPOSE_LIST, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_PAYMENT_SESSION};
-use crate::protocol::{MalformedProof, Proof, Reason, SettlementResponse};
+use crate::protocol::{MalformedProof, PaidRetry, Proof, Reason, SettlementResponse};
 use crate::session::{random_tag, unix_now, Session};
 use crate::store::{Claim, Insert, StoreError, SESSION_GRACE_SECS};
 use crate::verify::{Expected, Rejection};
@@ -103,7 +103,13 @@ where
         };
 
         // 2. Read the proof: pure parsing, so a bad request never costs I/O.
-        let proof = match Proof::from_headers(&parts.headers) {
+        let proof = match PaidRetry::from_headers(&parts.headers) {
+            Ok(Some(PaidRetry::Handoff(_))) if self.gate.shared.handoff.is_none() => Err(MalformedProof(
+                "this server does not accept payload.block: publish the block and send payload.proof",
+            )),
+            other => other,
+        };
+        let proof = match proof {
             Ok(proof) => proof,
             Err(MalformedProof(detail)) => {
                 tracing::info!(reason = "malformed_payment", detail, "payment refused");
@@ -136,18 +142,21 @@ where
                 // own clone to readiness once it is granted.
                 let inner = self.inner.clone();
                 let ctx = PaidRequest { price, path, client, grpc };
-                ResponseFuture::gate(Box::pin(gate.pay(proof, ctx, req, inner)))
+                ResponseFuture::gate(match proof {
+                    PaidRetry::Published(proof) => Box::pin(gate.pay(proof, ctx, req, inner)),
+                    PaidRetry::Handoff(handoff) => Box::pin(gate.pay_handoff(handoff, ctx, req, inner)),
+                })
             }
         }
     }
 }
 
 /// What the paid path carries along from [`call`](PaymentRequired::call).
-struct PaidRequest {
-    price: Raw,
-    path: String,
-    client: Option<Option<String>>,
-    grpc: bool,
+pub(super) struct PaidRequest {
+    pub(super) price: Raw,
+    pub(super) path: String,
+    pub(super) client: Option<Option<String>>,
+    pub(super) grpc: bool,
 }
 
 /// The request's public URI: under a nested axum router, the one the client sent
@@ -172,7 +181,7 @@ struct Claimed {
 }
 
 /// Why a paid retry was not settled.
-enum Settle<E> {
+pub(super) enum Settle<E> {
     /// A protocol refusal.
     Refused(Reason),
     /// The wrapped service failed to become ready; the claim stays with the session.
@@ -209,9 +218,9 @@ impl Unpriced {
 }
 
 /// The async half of the layer: everything after the request has been priced and parsed.
-struct Gate<M> {
-    shared: Arc<Shared>,
-    body: M,
+pub(super) struct Gate<M> {
+    pub(super) shared: Arc<Shared>,
+    pub(super) body: M,
 }
 
 impl<M: Clone> Clone for Gate<M> {
@@ -252,7 +261,7 @@ impl<M> Gate<M> {
 
 impl<M> Gate<M> {
     /// No proof yet (or a fresh challenge is due): issue a session and answer 402.
-    async fn challenge<B>(
+    pub(super) async fn challenge<B>(
         &self,
         reason: Reason,
         price: Raw,
@@ -333,33 +342,48 @@ impl<M> Gate<M> {
         S: Service<Request<ReqBody>, Response = Response<B>>,
         M: RefusalBody<B>,
     {
-        let PaidRequest { price, path, client, grpc } = ctx;
-        let payment = match self.settle(&proof, price, &mut inner).await {
+        let payment = match self.settle(&proof, ctx.price, &mut inner).await {
             Ok(payment) => payment,
             // The claim stays with the session and nothing was consumed: the retry re-enters.
             Err(Settle::NotReady(error)) => return Err(error),
-            Err(Settle::Refused(reason)) => {
-                self.shared.metrics.refusal(reason);
-                return Ok(if reason.fresh_challenge() {
-                    self.challenge(reason, price, &path, client, grpc).await
-                } else if reason == Reason::AlreadyGranted {
-                    // The receipt of the earlier grant, so the client knows it must not pay again.
-                    let mut headers = HeaderMap::new();
-                    let receipt = SettlementResponse {
-                        payer: None,
-                        ..SettlementResponse::success(
-                            proof.block.to_string(),
-                            self.shared.challenge.network().to_owned(),
-                            String::new(),
-                        )
-                    };
-                    headers.insert(PAYMENT_RESPONSE, receipt.to_header());
-                    self.respond(Refusal::new(reason), headers, grpc)
-                } else {
-                    self.respond(Refusal::new(reason), HeaderMap::new(), grpc)
-                });
-            }
+            Err(Settle::Refused(reason)) => return Ok(self.refuse(reason, &proof.block, &ctx).await),
         };
+        req.extensions_mut().insert(payment.clone());
+        // `settle` drove `inner` to readiness before consuming the session.
+        let response = inner.call(req).await?;
+        Ok(self.granted(response, &payment))
+    }
+
+    /// The answer to a refused paid retry: a fresh challenge where the reason calls for one,
+    /// the earlier grant's receipt for `already_granted`, else the refusal.
+    pub(super) async fn refuse<B>(&self, reason: Reason, block: &BlockHash, ctx: &PaidRequest) -> Response<B>
+    where
+        M: RefusalBody<B>,
+    {
+        self.shared.metrics.refusal(reason);
+        if reason.fresh_challenge() {
+            self.challenge(reason, ctx.price, &ctx.path, ctx.client.clone(), ctx.grpc).await
+        } else if reason == Reason::AlreadyGranted {
+            // The receipt of the earlier grant, so the client knows it must not pay again.
+            let mut headers = HeaderMap::new();
+            let receipt = SettlementResponse {
+                payer: None,
+                ..SettlementResponse::success(
+                    block.to_string(),
+                    self.shared.challenge.network().to_owned(),
+                    String::new(),
+                )
+            };
+            headers.insert(PAYMENT_RESPONSE, receipt.to_header());
+            self.respond(Refusal::new(reason), headers, ctx.grpc)
+        } else {
+            self.respond(Refusal::new(reason), HeaderMap::new(), ctx.grpc)
+        }
+    }
+
+    /// The wrapped service's response to a granted request, with the receipt, the paid
+    /// `Cache-Control` and CORS exposure.
+    pub(super) fn granted<B>(&self, mut response: Response<B>, payment: &VerifiedPayment) -> Response<B> {
         self.shared.metrics.grant();
         let receipt = SettlementResponse::success(
             payment.block.to_string(),
@@ -367,9 +391,6 @@ impl<M> Gate<M> {
             payment.payer.to_string(),
         )
         .to_header();
-        req.extensions_mut().insert(payment);
-        // `settle` drove `inner` to readiness before consuming the session.
-        let mut response = inner.call(req).await?;
         let headers = response.headers_mut();
         headers.insert(PAYMENT_RESPONSE, receipt);
         // Paid content must not be served from a shared cache to the next, unpaid caller (F7).
@@ -379,7 +400,7 @@ impl<M> Gate<M> {
         if self.shared.expose_headers {
             headers.append(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_LIST));
         }
-        Ok(response)
+        response
     }
 
     /// Verification in the spec's order (§5): cheap store reads first, the node last, then the
@@ -429,8 +450,11 @@ impl<M> Gate<M> {
         {
             let now = unix_now();
             // Both reads at once: the session, and which session (if any) claimed the block.
-            let (session, owner) =
-                futures_util::future::join(s.sessions.get(&proof.session), s.spent.owner(&proof.block)).await;
+            let (session, owner) = futures_util::future::join(
+                s.sessions.get_by_key(&proof.session.key()),
+                s.spent.owner(&proof.block),
+            )
+            .await;
             let (session, owner) = (session.map_err(store_down)?, owner.map_err(store_down)?);
             // Claimed by this very session: an earlier attempt verified it in time and was
             // interrupted before (or after) consuming the session.
@@ -456,7 +480,7 @@ impl<M> Gate<M> {
                 return Err(Reason::SessionExpired);
             }
             // One free session must not buy unlimited node round trips (F15).
-            if !s.per_session.hit(session.id) {
+            if !s.per_session.hit(session.key) {
                 return Err(Reason::RateLimited);
             }
 
@@ -493,7 +517,8 @@ impl<M> Gate<M> {
 
             // Claim: the block first (exactly one session wins it), then the session (taken once).
             let keep_until = unix_now().saturating_add(s.retention.as_secs());
-            let claim = s.spent.claim(&proof.block, &session.id, keep_until).await.map_err(store_down)?;
+            let claim =
+                s.spent.claim_by_key(&proof.block, &session.key, keep_until).await.map_err(store_down)?;
             if claim == Claim::Spent {
                 return Err(Reason::AlreadySpent);
             }
@@ -503,7 +528,7 @@ impl<M> Gate<M> {
                 amount: block.amount,
                 price: session.price,
                 tag: session.tag,
-                session: session.id,
+                session: session.key,
                 confirmation: block.confirmation,
             };
             Ok(Claimed { payment, claim })
@@ -519,12 +544,12 @@ impl<M> Gate<M> {
         let s = &*self.shared;
         {
             let session = &payment.session;
-            match s.sessions.take(session).await {
+            match s.sessions.take_by_key(session).await {
                 Ok(Some(_)) => {}
                 Ok(None) if claim == Claim::New => {
                     // A concurrent request consumed the session with another block: give this
                     // one back (`release` is a no-op if a retry of this pair re-entered it).
-                    if let Err(error) = s.spent.release(&proof.block, session).await {
+                    if let Err(error) = s.spent.release_by_key(&proof.block, session).await {
                         tracing::warn!(block = %proof.block, %error, "could not release an unused claim");
                     }
                     return Err(Reason::SessionUsed);
@@ -543,7 +568,7 @@ impl<M> Gate<M> {
     /// Renders a refusal: status, `Retry-After`, failed `PAYMENT-RESPONSE` after a proof,
     /// `Cache-Control: no-store`, optional CORS exposure, and the body from the hook; for gRPC
     /// the same headers as metadata of a trailers-only response with `grpc-status`.
-    fn respond<B>(&self, refusal: Refusal, mut headers: HeaderMap, grpc: bool) -> Response<B>
+    pub(super) fn respond<B>(&self, refusal: Refusal, mut headers: HeaderMap, grpc: bool) -> Response<B>
     where
         M: RefusalBody<B>,
     {
@@ -608,13 +633,13 @@ impl<M> Gate<M> {
     }
 }
 
-fn store_down(error: StoreError) -> Reason {
+pub(super) fn store_down(error: StoreError) -> Reason {
     tracing::warn!(%error, "store unavailable");
     Reason::StoreUnavailable
 }
 
 /// The one mapping from verifier answers to reason codes.
-fn rejection_reason(rejection: Rejection) -> Reason {
+pub(super) fn rejection_reason(rejection: Rejection) -> Reason {
     match rejection {
         Rejection::NotFound => Reason::BlockNotFound,
         Rejection::NotConfirmed => Reason::BlockNotConfirmed,

@@ -62,8 +62,14 @@ pub struct PaymentRequirements {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RequirementsExtra {
-    /// The session this requirement belongs to.
-    pub nano_session: NanoSessionExtra,
+    /// The session this requirement belongs to. Always sent by this crate's servers; other
+    /// Nano x402 sellers may send none (the client then pays `amount` by hand-off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nano_session: Option<NanoSessionExtra>,
+    /// `true` when the server accepts a signed, unpublished block in `payload.block` and
+    /// publishes it itself (spec §9). Absent means "not announced".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accepts_block: bool,
 }
 
 /// `extra.nanoSession`: the session the client must echo back.
@@ -93,6 +99,7 @@ pub struct Challenge {
     base_url: String,
     description: String,
     mime_type: String,
+    accepts_block: bool,
 }
 
 impl Challenge {
@@ -114,7 +121,14 @@ impl Challenge {
             base_url: base_url.trim_end_matches('/').to_owned(),
             description: description.to_owned(),
             mime_type: mime_type.to_owned(),
+            accepts_block: false,
         }
+    }
+
+    /// Announces (`extra.acceptsBlock`) that the server accepts signed blocks to publish.
+    pub fn accepting_blocks(mut self, on: bool) -> Self {
+        self.accepts_block = on;
+        self
     }
 
     /// The network name written into requirements and receipts.
@@ -145,13 +159,14 @@ impl Challenge {
                 pay_to: session.pay_to,
                 max_timeout_seconds: session.expires_at.saturating_sub(session.created_at),
                 extra: RequirementsExtra {
-                    nano_session: NanoSessionExtra {
+                    nano_session: Some(NanoSessionExtra {
                         id: session.id,
                         tag: session.tag,
                         resource_amount_raw: session.price,
                         tag_amount_raw: Raw::new(session.tag as u128),
                         expires_at: rfc3339(session.expires_at),
-                    },
+                    }),
+                    accepts_block: self.accepts_block,
                 },
             }],
         }
@@ -287,7 +302,8 @@ impl Offer {
             .iter()
             .find(|a| a.scheme == "exact" && a.asset == "XNO")
             .ok_or(MalformedChallenge("no exact XNO requirement"))?;
-        let session = &entry.extra.nano_session;
+        let session =
+            entry.extra.nano_session.as_ref().ok_or(MalformedChallenge("extra.nanoSession is missing"))?;
         if session.resource_amount_raw.checked_add(Raw::new(session.tag as u128)) != Some(entry.amount) {
             return Err(MalformedChallenge("amount is not price plus tag"));
         }
@@ -522,7 +538,7 @@ mod tests {
         )
         .unwrap();
         let mut required = challenge.payment_required(&fresh, "/paid");
-        required.accepts[0].extra.nano_session.expires_at = rfc3339(now + 100_000);
+        required.accepts[0].extra.nano_session.as_mut().unwrap().expires_at = rfc3339(now + 100_000);
         let mut x402 = HeaderMap::new();
         x402.insert(PAYMENT_REQUIRED, header(B64.encode(serde_json::to_vec(&required).unwrap())));
         let offer = Offer::from_headers(&x402).unwrap();

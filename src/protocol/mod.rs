@@ -14,7 +14,10 @@ pub use challenge::{
     RequirementsExtra, ResourceInfo, X402_VERSION,
 };
 pub use handoff::HandoffBlock;
-pub use proof::{MalformedProof, PaymentPayload, Proof, ProofForm, ProofPayload, MAX_SIGNATURE_HEADER_LEN};
+pub use proof::{
+    Handoff, MalformedProof, PaidRetry, PaymentPayload, Proof, ProofForm, ProofPayload, SessionRef,
+    MAX_SIGNATURE_HEADER_LEN,
+};
 pub use reason::Reason;
 pub use receipt::SettlementResponse;
 

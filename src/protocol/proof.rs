@@ -2,15 +2,17 @@ use base64::Engine as _;
 use http::{HeaderMap, HeaderName};
 use serde::{Deserialize, Serialize};
 
+use super::handoff::HandoffBlock;
 use super::headers::{PAYMENT_SIGNATURE, X_PAYMENT_BLOCK, X_PAYMENT_SESSION};
 use super::{PaymentRequirements, ResourceInfo, B64, X402_VERSION};
-use crate::nano::BlockHash;
+use crate::nano::{BlockHash, Raw};
 use crate::session::SessionId;
 
 /// The largest `PAYMENT-SIGNATURE` header accepted, in bytes (before base64 decoding).
 pub const MAX_SIGNATURE_HEADER_LEN: usize = 8 * 1024;
 
-/// x402 v1's proof header. Not a proof form of this crate (yet): see [`x402_v1`].
+/// x402 v1's proof header: accepted only carrying what `PAYMENT-SIGNATURE` would (see
+/// [`x402_v1`]).
 const X_PAYMENT: HeaderName = HeaderName::from_static("x-payment");
 
 /// A paid retry's claim: "block `block` pays session `session`". Nothing else the client sent
@@ -25,6 +27,37 @@ pub struct Proof {
     pub form: ProofForm,
 }
 
+/// A paid retry, as read from its headers: the hash of a block the client published, or a
+/// signed block it hands over for the server to publish (spec §9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaidRetry {
+    /// "Block `block` (already published) pays session `session`".
+    Published(Proof),
+    /// A signed, unpublished send for the server to check and publish.
+    Handoff(Handoff),
+}
+
+/// A handed-over block and how the client named its session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    /// The session the block is for.
+    pub session: SessionRef,
+    /// The block, parsed (not yet verified).
+    pub block: HandoffBlock,
+    /// Which header form(s) carried it.
+    pub form: ProofForm,
+}
+
+/// How a hand-off names its session (spec §9 step 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionRef {
+    /// The echoed `accepted.extra.nanoSession.id`.
+    Id(SessionId),
+    /// No id echoed: the pending session whose stored amount is this `accepted.amount`.
+    /// Only a lookup key: the block's own balance delta is what pays.
+    Amount(Raw),
+}
+
 /// Which header form carried a proof.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProofForm {
@@ -34,6 +67,8 @@ pub enum ProofForm {
     X402,
     /// Both, agreeing.
     Both,
+    /// x402 v1's `X-PAYMENT` alone, carrying an x402 v2 payload (clients in the wild).
+    XPayment,
 }
 
 /// Why proof headers were refused (`malformed_payment`); the text is safe to show the client.
@@ -66,21 +101,23 @@ pub struct ProofPayload {
 /// and ignored, so an echoed (possibly edited) requirement can never be trusted.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct WirePayload {
+struct WirePayload<'a> {
     x402_version: Option<u32>,
     accepted: WireAccepted,
-    payload: WireProof,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
 }
 
 #[derive(Deserialize)]
 struct WireAccepted {
-    extra: WireExtra,
+    extra: Option<WireExtra>,
+    amount: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireExtra {
-    nano_session: WireSession,
+    nano_session: Option<WireSession>,
 }
 
 #[derive(Deserialize)]
@@ -88,33 +125,39 @@ struct WireSession {
     id: String,
 }
 
+/// Which way of paying `payload` takes; the block itself is read by [`HandoffBlock`].
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireProof {
     proof: Option<String>,
     block_hash: Option<String>,
+    block: Option<serde::de::IgnoredAny>,
 }
 
-impl Proof {
-    /// Reads a proof from request headers, in either form.
+impl PaidRetry {
+    /// Reads a paid retry from request headers, in any accepted form: Rev 5
+    /// (`X-PAYMENT-SESSION` + `X-PAYMENT-BLOCK`), x402 v2 `PAYMENT-SIGNATURE` with
+    /// `payload.proof` or `payload.block`, and the same v2 payload in x402 v1's `X-PAYMENT`.
     ///
     /// `Ok(None)`: no proof headers at all (the client has not paid yet).
-    /// `Err`: proof headers are present but unusable (`malformed_payment`).
+    /// `Err`: proof headers are present but unusable (`malformed_payment`), including two
+    /// forms that name different blocks or sessions.
     ///
     /// ```
     /// use http::HeaderMap;
-    /// use nanosession::protocol::Proof;
+    /// use nanosession::protocol::{PaidRetry, Proof};
     /// let mut h = HeaderMap::new();
-    /// assert_eq!(Proof::from_headers(&h), Ok(None));
+    /// assert_eq!(PaidRetry::from_headers(&h), Ok(None));
     /// h.insert("x-payment-session", "9f86d081884c7d659a2feaa0c55ad015".parse().unwrap());
-    /// assert!(Proof::from_headers(&h).is_err()); // the block is missing
+    /// assert!(PaidRetry::from_headers(&h).is_err()); // the block is missing
     /// h.insert("x-payment-block", "87434f8041869a01c8f6f263b87972d7ba443a72e0a97d7a3fd0ccc2358fd6f9".parse().unwrap());
-    /// assert!(Proof::from_headers(&h).unwrap().is_some());
+    /// assert!(matches!(PaidRetry::from_headers(&h), Ok(Some(PaidRetry::Published(Proof { .. })))));
     /// ```
-    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Proof>, MalformedProof> {
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<PaidRetry>, MalformedProof> {
         let session = single(headers, &X_PAYMENT_SESSION)?;
         let block = single(headers, &X_PAYMENT_BLOCK)?;
         let signature = single(headers, &PAYMENT_SIGNATURE)?;
+        let v1 = single(headers, &X_PAYMENT)?;
 
         let rev5 = match (session, block) {
             (None, None) => None,
@@ -127,19 +170,73 @@ impl Proof {
             (Some(_), None) => return Err(MalformedProof("X-PAYMENT-BLOCK is missing")),
             (None, Some(_)) => return Err(MalformedProof("X-PAYMENT-SESSION is missing")),
         };
-        let x402 = signature.map(parse_signature).transpose()?;
-        let v1 = single(headers, &X_PAYMENT)?;
-
-        Ok(match (rev5, x402) {
-            (None, None) => match v1 {
-                Some(value) => return Err(x402_v1(value)),
-                None => None,
+        let x402 = match (signature, v1) {
+            (Some(signature), v1) => {
+                let parsed = parse_signature(signature)?;
+                // The same payload may ride in `X-PAYMENT` too; one naming anything else is
+                // malformed, and a v1 payload there (not ours to read) is ignored.
+                if let Some(other) = v1.filter(|v1| *v1 != signature).and_then(|v1| parse_signature(v1).ok())
+                {
+                    if other != parsed {
+                        return Err(MalformedProof("X-PAYMENT and PAYMENT-SIGNATURE disagree"));
+                    }
+                }
+                Some((parsed, ProofForm::X402))
+            }
+            (None, Some(v1)) => match parse_signature(v1) {
+                Ok(parsed @ Wire::Handoff(..)) => Some((parsed, ProofForm::XPayment)),
+                _ => return Err(x402_v1()),
             },
-            (Some((session, block)), None) => Some(Proof { session, block, form: ProofForm::Headers }),
-            (None, Some((session, block))) => Some(Proof { session, block, form: ProofForm::X402 }),
-            (Some(a), Some(b)) if a == b => Some(Proof { session: a.0, block: a.1, form: ProofForm::Both }),
+            (None, None) => None,
+        };
+
+        Ok(Some(match (rev5, x402) {
+            (None, None) => return Ok(None),
+            (Some((session, block)), None) => {
+                PaidRetry::Published(Proof { session, block, form: ProofForm::Headers })
+            }
+            (None, Some((Wire::Hash(session, block), form))) => {
+                PaidRetry::Published(Proof { session, block, form })
+            }
+            (Some(a), Some((Wire::Hash(session, block), _))) if a == (session, block) => {
+                PaidRetry::Published(Proof { session, block, form: ProofForm::Both })
+            }
+            (None, Some((Wire::Handoff(session, block), form))) => {
+                PaidRetry::Handoff(Handoff { session, block, form })
+            }
+            // Rev 5 headers next to a hand-off must name its computed hash, and its session
+            // when it names one.
+            (Some((id, hash)), Some((Wire::Handoff(session, block), _))) => {
+                let same_session = matches!(session, SessionRef::Amount(_)) || session == SessionRef::Id(id);
+                if hash != block.hash() || !same_session {
+                    return Err(MalformedProof("X-PAYMENT-* and PAYMENT-SIGNATURE disagree"));
+                }
+                PaidRetry::Handoff(Handoff { session: SessionRef::Id(id), block, form: ProofForm::Both })
+            }
             (Some(_), Some(_)) => return Err(MalformedProof("X-PAYMENT-* and PAYMENT-SIGNATURE disagree")),
-        })
+        }))
+    }
+}
+
+impl Proof {
+    /// Reads a proof of a published block from request headers, in either form; see
+    /// [`PaidRetry::from_headers`], which also reads handed-over blocks (refused here).
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use nanosession::protocol::Proof;
+    /// let mut h = HeaderMap::new();
+    /// assert_eq!(Proof::from_headers(&h), Ok(None));
+    /// h.insert("x-payment-session", "9f86d081884c7d659a2feaa0c55ad015".parse().unwrap());
+    /// h.insert("x-payment-block", "87434f8041869a01c8f6f263b87972d7ba443a72e0a97d7a3fd0ccc2358fd6f9".parse().unwrap());
+    /// assert!(Proof::from_headers(&h).unwrap().is_some());
+    /// ```
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Proof>, MalformedProof> {
+        match PaidRetry::from_headers(headers)? {
+            None => Ok(None),
+            Some(PaidRetry::Published(proof)) => Ok(Some(proof)),
+            Some(PaidRetry::Handoff(_)) => Err(MalformedProof("expected payload.proof, not payload.block")),
+        }
     }
 }
 
@@ -156,18 +253,24 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a st
     first.to_str().map(Some).map_err(|_| MalformedProof("a payment header is not visible ASCII"))
 }
 
-/// An x402 v1 `X-PAYMENT` header sent without either accepted form. Without this answer a v1
-/// client would see a fresh 402 and pay again; the detail names what to send instead. The one
-/// place that reads `X-PAYMENT` (signed blocks in it will be parsed here). Sent next to an
-/// accepted form, it is ignored.
-fn x402_v1(_value: &str) -> MalformedProof {
+/// An x402 v1 `X-PAYMENT` header sent without an accepted form and without an x402 v2
+/// hand-off payload in it. Without this answer a v1 client would see a fresh 402 and pay
+/// again; the detail names what to send instead.
+fn x402_v1() -> MalformedProof {
     MalformedProof(
         "X-PAYMENT (x402 v1) is not accepted: send PAYMENT-SIGNATURE with x402Version 2, \
          or X-PAYMENT-SESSION + X-PAYMENT-BLOCK",
     )
 }
 
-fn parse_signature(value: &str) -> Result<(SessionId, BlockHash), MalformedProof> {
+/// What a v2 payload says, before any I/O.
+#[derive(Debug, PartialEq, Eq)]
+enum Wire {
+    Hash(SessionId, BlockHash),
+    Handoff(SessionRef, HandoffBlock),
+}
+
+fn parse_signature(value: &str) -> Result<Wire, MalformedProof> {
     let json =
         B64.decode(value).map_err(|_| MalformedProof("PAYMENT-SIGNATURE is not standard padded base64"))?;
     let wire: WirePayload = serde_json::from_slice(&json)
@@ -177,24 +280,45 @@ fn parse_signature(value: &str) -> Result<(SessionId, BlockHash), MalformedProof
         Some(_) => return Err(MalformedProof("PAYMENT-SIGNATURE has an unsupported x402Version")),
         None => return Err(MalformedProof("PAYMENT-SIGNATURE lacks x402Version")),
     }
-    let session = wire
+    let id = wire
         .accepted
         .extra
-        .nano_session
-        .id
-        .parse::<SessionId>()
-        .map_err(|_| MalformedProof("accepted.extra.nanoSession.id must be 32 hex digits"))?;
+        .and_then(|e| e.nano_session)
+        .map(|s| {
+            s.id.parse::<SessionId>()
+                .map_err(|_| MalformedProof("accepted.extra.nanoSession.id must be 32 hex digits"))
+        })
+        .transpose()?;
+    let kind: WireProof = serde_json::from_str(wire.payload.get())
+        .map_err(|_| MalformedProof("payload is not a valid JSON object"))?;
+    if kind.block.is_some() {
+        // Strict, and refuses `proof` or `blockHash` next to `block`.
+        let block = HandoffBlock::from_payload_json(wire.payload.get())?;
+        let session = match (id, wire.accepted.amount) {
+            (Some(id), _) => SessionRef::Id(id),
+            (None, Some(amount)) => SessionRef::Amount(
+                amount
+                    .parse::<Raw>()
+                    .map_err(|_| MalformedProof("accepted.amount must be a decimal raw amount"))?,
+            ),
+            (None, None) => {
+                return Err(MalformedProof(
+                    "a hand-off needs accepted.extra.nanoSession.id or accepted.amount",
+                ))
+            }
+        };
+        return Ok(Wire::Handoff(session, block));
+    }
+    let id = id.ok_or(MalformedProof("accepted.extra.nanoSession.id is missing"))?;
     let parse_hash =
         |s: String| s.parse::<BlockHash>().map_err(|_| MalformedProof("payload.proof must be 64 hex digits"));
-    let block = match (
-        wire.payload.proof.map(parse_hash).transpose()?,
-        wire.payload.block_hash.map(parse_hash).transpose()?,
-    ) {
+    let block = match (kind.proof.map(parse_hash).transpose()?, kind.block_hash.map(parse_hash).transpose()?)
+    {
         (Some(a), Some(b)) if a != b => {
             return Err(MalformedProof("payload.proof and payload.blockHash disagree"))
         }
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => return Err(MalformedProof("payload.proof is missing")),
     };
-    Ok((session, block))
+    Ok(Wire::Hash(id, block))
 }

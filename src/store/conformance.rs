@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use rand::RngCore;
 
-use super::{Claim, Insert, SessionStore, SpentSet};
+use super::{Claim, HandoffClaim, HandoffRelease, Insert, SessionStore, SpentSet, StoredSession};
 use crate::nano::{Address, BlockHash, PublicKey, Raw};
-use crate::session::{unix_now, Session, SessionId};
+use crate::session::{unix_now, Session, SessionId, SessionKey};
 
 /// How many tasks race in the concurrency checks.
 pub const RACERS: usize = 32;
@@ -165,6 +165,132 @@ pub async fn session_store_is_bounded(store: Arc<dyn SessionStore>, capacity: us
     assert_eq!(store.insert(&over, unix_now()).await.unwrap(), Insert::Inserted, "room after a take");
 }
 
+/// `find_by_amount` finds the stored session holding `(pay_to, amount)`, and nothing for
+/// another amount, another merchant, an expired session or a taken one.
+pub async fn session_find_by_amount(store: Arc<dyn SessionStore>) {
+    let merchant = random_merchant();
+    let s = session(merchant, 1_000_000, 7, 0, 300);
+    assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+    let found = store.find_by_amount(&merchant, s.amount, unix_now()).await.unwrap();
+    assert_eq!(found, Some(StoredSession::of(&s)), "found by its amount, with its key");
+    assert_eq!(found.map(|f| f.with_id(s.id)), Some(s.clone()), "the id completes it");
+    let other = Raw::new(s.amount.get() + 1);
+    assert_eq!(store.find_by_amount(&merchant, other, unix_now()).await.unwrap(), None, "another amount");
+    assert_eq!(
+        store.find_by_amount(&random_merchant(), s.amount, unix_now()).await.unwrap(),
+        None,
+        "another merchant"
+    );
+    let later = s.expires_at + 1;
+    assert_eq!(store.find_by_amount(&merchant, s.amount, later).await.unwrap(), None, "expired before now");
+    assert!(store.take(&s.id).await.unwrap().is_some());
+    assert_eq!(store.find_by_amount(&merchant, s.amount, unix_now()).await.unwrap(), None, "taken");
+}
+
+/// A hand-off claim of `hash` on `previous` for `session`, locks held for an hour.
+pub fn handoff_claim(hash: BlockHash, previous: BlockHash, session: SessionKey) -> HandoffClaim {
+    let now = unix_now();
+    HandoffClaim {
+        hash,
+        previous,
+        session,
+        keep_until: now + 3600,
+        lock_until: now + 3600,
+        busy_until: now + 60,
+    }
+}
+
+/// The hand-off locks (`SpentSet` invariant 6): a second block on the same `previous` or for
+/// the same session is in flight while the first holds its locks; the same block is in flight
+/// while an attempt holds the lease, and re-enters after `Kept`; `Refused` frees claim and
+/// locks, `Granted` frees the locks and keeps the claim; lapsed locks block nothing; a hash
+/// another session claimed is spent.
+pub async fn spent_handoff_locks(spent: Arc<dyn SpentSet>) {
+    let now = unix_now();
+    let (s1, s2) = (SessionId::generate().key(), SessionId::generate().key());
+    let (prev, prev2) = (random_hash(), random_hash());
+    let a = handoff_claim(random_hash(), prev, s1);
+    assert_eq!(spent.claim_handoff(&a, now).await.unwrap(), Claim::New, "first block");
+    assert_eq!(spent.owner(&a.hash).await.unwrap(), Some(s1), "the claim is the spent entry");
+    let fork = handoff_claim(random_hash(), prev, s2);
+    assert_eq!(spent.claim_handoff(&fork, now).await.unwrap(), Claim::InFlight, "a fork waits");
+    let twice = handoff_claim(random_hash(), prev2, s1);
+    assert_eq!(
+        spent.claim_handoff(&twice, now).await.unwrap(),
+        Claim::InFlight,
+        "a second block of the session waits"
+    );
+    assert_eq!(spent.owner(&fork.hash).await.unwrap(), None, "nothing was written for a refused claim");
+    assert_eq!(
+        spent.claim_handoff(&a, now).await.unwrap(),
+        Claim::InFlight,
+        "the same block while its attempt runs"
+    );
+    spent.release_handoff(&a, HandoffRelease::Kept).await.unwrap();
+    assert_eq!(
+        spent.claim_handoff(&fork, now).await.unwrap(),
+        Claim::InFlight,
+        "a kept claim keeps its locks"
+    );
+    assert_eq!(spent.claim_handoff(&a, now).await.unwrap(), Claim::Reentered, "the same block resumes");
+    spent.release_handoff(&fork, HandoffRelease::Refused).await.unwrap();
+    assert_eq!(
+        spent.claim_handoff(&fork, now).await.unwrap(),
+        Claim::InFlight,
+        "another block cannot release the locks"
+    );
+    spent.release_handoff(&a, HandoffRelease::Granted).await.unwrap();
+    assert_eq!(spent.owner(&a.hash).await.unwrap(), Some(s1), "a granted block stays spent");
+    assert_eq!(spent.claim_handoff(&fork, now).await.unwrap(), Claim::New, "a granted block frees its locks");
+    spent.release_handoff(&fork, HandoffRelease::Refused).await.unwrap();
+    assert_eq!(spent.owner(&fork.hash).await.unwrap(), None, "a refused claim made once is gone");
+    assert_eq!(spent.claim_handoff(&twice, now).await.unwrap(), Claim::New, "and so are its locks");
+    let stolen = handoff_claim(twice.hash, random_hash(), s2);
+    assert_eq!(spent.claim_handoff(&stolen, now).await.unwrap(), Claim::Spent, "another session's block");
+    // Lapsed locks block nothing.
+    let (prev3, s3) = (random_hash(), SessionId::generate().key());
+    let mut old = handoff_claim(random_hash(), prev3, s3);
+    old.lock_until = now - 1;
+    old.busy_until = now - 1;
+    assert_eq!(spent.claim_handoff(&old, now - 10).await.unwrap(), Claim::New);
+    let after = handoff_claim(random_hash(), prev3, s3);
+    assert_eq!(spent.claim_handoff(&after, now).await.unwrap(), Claim::New, "a lapsed lock is free");
+    assert_eq!(
+        spent.claim_handoff(&old, now).await.unwrap(),
+        Claim::InFlight,
+        "and now held by the other block"
+    );
+}
+
+/// Of many concurrent hand-offs of different blocks on one `previous` (different sessions),
+/// exactly one claims; of many concurrent submissions of one block, exactly one proceeds.
+/// `others` are further handles on the same backend (other instances), used in turn.
+pub async fn spent_handoff_locks_under_races(spent: Arc<dyn SpentSet>, others: Vec<Arc<dyn SpentSet>>) {
+    let handles: Vec<Arc<dyn SpentSet>> = std::iter::once(spent).chain(others).collect();
+    for same_block in [false, true] {
+        let (previous, session) = (random_hash(), SessionId::generate().key());
+        let block = random_hash();
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|i| {
+                let spent = handles[i % handles.len()].clone();
+                let claim = if same_block {
+                    handoff_claim(block, previous, session)
+                } else {
+                    handoff_claim(random_hash(), previous, SessionId::generate().key())
+                };
+                tokio::spawn(async move { spent.claim_handoff(&claim, unix_now()).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap().unwrap());
+        }
+        let new = outcomes.iter().filter(|c| **c == Claim::New).count();
+        assert_eq!(new, 1, "exactly one of {RACERS} racing hand-offs proceeds (same block: {same_block})");
+        assert!(outcomes.iter().all(|c| *c == Claim::New || *c == Claim::InFlight), "{outcomes:?}");
+    }
+}
+
 /// `claim` is insert-if-absent per hash; the owner re-enters, others find it spent; `owner`
 /// reports the claimer; `release` undoes only the owner's single claim.
 pub async fn spent_claim_once(spent: Arc<dyn SpentSet>) {
@@ -288,7 +414,7 @@ macro_rules! session_store_conformance {
         $crate::session_store_conformance!(@tests $make;
             session_round_trip, session_amount_is_unique, session_amount_is_unique_under_races,
             session_expired_amount_is_free, session_take_once_under_races,
-            session_prune_removes_only_expired);
+            session_prune_removes_only_expired, session_find_by_amount);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn session_store_is_bounded() {
             let Some(store) = $make.await else {
@@ -322,7 +448,16 @@ macro_rules! spent_set_conformance {
     (optional: $make:expr) => {
         $crate::spent_set_conformance!(@tests $make;
             spent_claim_once, spent_reentered_claim_is_never_released, spent_claim_once_under_races,
-            spent_prune_respects_retention);
+            spent_prune_respects_retention, spent_handoff_locks);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn spent_handoff_locks_under_races() {
+            let Some(spent) = $make.await else {
+                eprintln!("spent_handoff_locks_under_races: skipped, the backend is not configured");
+                return;
+            };
+            let spent: ::std::sync::Arc<dyn $crate::store::SpentSet> = spent;
+            $crate::store::conformance::spent_handoff_locks_under_races(spent, ::std::vec::Vec::new()).await;
+        }
     };
     ($make:expr) => {
         $crate::spent_set_conformance!(optional: async { Some($make.await) });

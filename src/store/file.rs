@@ -12,8 +12,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::{Claim, Insert, Record, SessionStore, SpentSet, StoreError};
-use crate::nano::BlockHash;
+use super::{
+    Claim, HandoffClaim, HandoffRelease, Insert, Lock, Record, SessionStore, SpentSet, StoreError,
+    StoredSession,
+};
+use crate::nano::{Address, BlockHash, Raw};
 use crate::session::{Session, SessionId, SessionKey};
 
 // Sessions are filed under their `SessionKey`, never the id. Files written by 57fee3c and
@@ -35,6 +38,9 @@ const SPENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("spent");
 const SPENT_V2: u8 = 2;
 /// keep_until big-endian (8) ‖ hash (32) -> ().
 const SPENT_EXPIRY: TableDefinition<&[u8], ()> = TableDefinition::new("spent_expiry");
+
+/// `p` ‖ previous (33) or `s` ‖ session key (17) -> [`Lock`] (48): hand-off locks.
+const LOCKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("handoff_locks");
 
 /// Default maximum of pending sessions in the file.
 pub const DEFAULT_FILE_SESSION_CAPACITY: u64 = 100_000;
@@ -65,7 +71,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::new("file", e.to_string())
 }
 
-fn amount_key(pay_to: &crate::nano::Address, amount: crate::nano::Raw) -> [u8; 48] {
+fn amount_key(pay_to: &Address, amount: Raw) -> [u8; 48] {
     let mut k = [0u8; 48];
     k[..32].copy_from_slice(pay_to.public_key().as_bytes());
     k[32..].copy_from_slice(&amount.get().to_be_bytes());
@@ -101,6 +107,7 @@ impl FileStore {
             tx.open_table(SESSION_EXPIRY)?;
             tx.open_table(SPENT)?;
             tx.open_table(SPENT_EXPIRY)?;
+            tx.open_table(LOCKS)?;
             tx.commit()?;
             Ok(db)
         })
@@ -195,24 +202,45 @@ impl SessionStore for FileStore {
         .await
     }
 
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let id = *id;
+    async fn get_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
+        let key = *key;
         self.run(move |db| {
             let tx = db.begin_read()?;
             let table = tx.open_table(SESSIONS)?;
-            let found = table.get(id.key().as_bytes().as_slice())?;
-            found.map(|bytes| decode(bytes.value()).map(|r| r.with_id(id))).transpose()
+            let found = table.get(key.as_bytes().as_slice())?;
+            found.map(|bytes| decode(bytes.value()).map(|r| r.stored(key))).transpose()
         })
         .await
     }
 
-    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let id = *id;
+    async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
+        let key = *key;
         self.run(move |db| {
             let tx = db.begin_write()?;
-            let taken = remove_session(&tx, &id.key())?;
+            let taken = remove_session(&tx, &key)?;
             tx.commit()?;
-            Ok(taken.map(|r| r.with_id(id)))
+            Ok(taken.map(|r| r.stored(key)))
+        })
+        .await
+    }
+
+    async fn find_by_amount(
+        &self,
+        pay_to: &Address,
+        amount: Raw,
+        now: u64,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        let akey = amount_key(pay_to, amount);
+        self.run(move |db| {
+            let tx = db.begin_read()?;
+            let Some(holder) = tx.open_table(AMOUNTS)?.get(akey.as_slice())?.map(|g| g.value().to_vec())
+            else {
+                return Ok(None);
+            };
+            let key = SessionKey::from_bytes(holder.as_slice().try_into().expect("keys are 16 bytes"));
+            let found = tx.open_table(SESSIONS)?.get(key.as_bytes().as_slice())?;
+            let session = found.map(|bytes| decode(bytes.value()).map(|r| r.stored(key))).transpose()?;
+            Ok(session.filter(|s| !s.is_expired(now)))
         })
         .await
     }
@@ -266,6 +294,47 @@ impl Entry {
     }
 }
 
+/// `SpentSet::claim_by_key` inside a write transaction.
+fn claim_in(
+    tx: &redb::WriteTransaction,
+    hash: &BlockHash,
+    session: &SessionKey,
+    keep_until: u64,
+) -> Result<Claim, redb::Error> {
+    let mut spent = tx.open_table(SPENT)?;
+    let existing = spent.get(hash.as_bytes().as_slice())?.map(|v| Entry::decode(v.value())).transpose()?;
+    Ok(match existing {
+        Some(entry) if entry.owner != *session => Claim::Spent,
+        Some(mut entry) => {
+            entry.claims += 1;
+            spent.insert(hash.as_bytes().as_slice(), entry.encode().as_slice())?;
+            Claim::Reentered
+        }
+        None => {
+            let entry = Entry { owner: *session, claims: 1, keep_until };
+            spent.insert(hash.as_bytes().as_slice(), entry.encode().as_slice())?;
+            let key = expiry_key(keep_until, hash.as_bytes());
+            tx.open_table(SPENT_EXPIRY)?.insert(key.as_slice(), ())?;
+            Claim::New
+        }
+    })
+}
+
+/// `SpentSet::release_by_key` inside a write transaction.
+fn release_in(
+    tx: &redb::WriteTransaction,
+    hash: &BlockHash,
+    session: &SessionKey,
+) -> Result<(), redb::Error> {
+    let mut spent = tx.open_table(SPENT)?;
+    let existing = spent.get(hash.as_bytes().as_slice())?.map(|v| Entry::decode(v.value())).transpose()?;
+    if let Some(entry) = existing.filter(|e| e.owner == *session && e.claims == 1) {
+        spent.remove(hash.as_bytes().as_slice())?;
+        tx.open_table(SPENT_EXPIRY)?.remove(expiry_key(entry.keep_until, hash.as_bytes()).as_slice())?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl SpentSet for FileStore {
     async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError> {
@@ -279,35 +348,16 @@ impl SpentSet for FileStore {
         .await
     }
 
-    async fn claim(
+    async fn claim_by_key(
         &self,
         hash: &BlockHash,
-        session: &SessionId,
+        session: &SessionKey,
         keep_until: u64,
     ) -> Result<Claim, StoreError> {
-        let (hash, session) = (*hash, session.key());
+        let (hash, session) = (*hash, *session);
         self.run(move |db| {
             let tx = db.begin_write()?;
-            let outcome = {
-                let mut spent = tx.open_table(SPENT)?;
-                let existing =
-                    spent.get(hash.as_bytes().as_slice())?.map(|v| Entry::decode(v.value())).transpose()?;
-                match existing {
-                    Some(entry) if entry.owner != session => return Ok(Claim::Spent),
-                    Some(mut entry) => {
-                        entry.claims += 1;
-                        spent.insert(hash.as_bytes().as_slice(), entry.encode().as_slice())?;
-                        Claim::Reentered
-                    }
-                    None => {
-                        let entry = Entry { owner: session, claims: 1, keep_until };
-                        spent.insert(hash.as_bytes().as_slice(), entry.encode().as_slice())?;
-                        let key = expiry_key(keep_until, hash.as_bytes());
-                        tx.open_table(SPENT_EXPIRY)?.insert(key.as_slice(), ())?;
-                        Claim::New
-                    }
-                }
-            };
+            let outcome = claim_in(&tx, &hash, &session, keep_until)?;
             // Durable before the layer grants anything.
             tx.commit()?;
             Ok(outcome)
@@ -315,19 +365,71 @@ impl SpentSet for FileStore {
         .await
     }
 
-    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
-        let (hash, session) = (*hash, session.key());
+    async fn release_by_key(&self, hash: &BlockHash, session: &SessionKey) -> Result<(), StoreError> {
+        let (hash, session) = (*hash, *session);
+        self.run(move |db| {
+            let tx = db.begin_write()?;
+            release_in(&tx, &hash, &session)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_handoff(&self, claim: &HandoffClaim, now: u64) -> Result<Claim, StoreError> {
+        let claim = *claim;
+        self.run(move |db| {
+            let tx = db.begin_write()?;
+            let owner = tx
+                .open_table(SPENT)?
+                .get(claim.hash.as_bytes().as_slice())?
+                .map(|v| Entry::decode(v.value()).map(|e| e.owner))
+                .transpose()?;
+            if owner.is_some_and(|o| o != claim.session) {
+                return Ok(Claim::Spent);
+            }
+            let keys = Lock::keys(&claim);
+            {
+                let locks = tx.open_table(LOCKS)?;
+                for key in &keys {
+                    let lock = locks.get(key.as_slice())?.and_then(|v| Lock::decode(v.value()));
+                    if lock.is_some_and(|l| l.blocks(&claim, now)) {
+                        return Ok(Claim::InFlight);
+                    }
+                }
+            }
+            let outcome = claim_in(&tx, &claim.hash, &claim.session, claim.keep_until)?;
+            {
+                let mut locks = tx.open_table(LOCKS)?;
+                for key in &keys {
+                    locks.insert(key.as_slice(), Lock::of(&claim).encode().as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn release_handoff(&self, claim: &HandoffClaim, how: HandoffRelease) -> Result<(), StoreError> {
+        let claim = *claim;
         self.run(move |db| {
             let tx = db.begin_write()?;
             {
-                let mut spent = tx.open_table(SPENT)?;
-                let existing =
-                    spent.get(hash.as_bytes().as_slice())?.map(|v| Entry::decode(v.value())).transpose()?;
-                if let Some(entry) = existing.filter(|e| e.owner == session && e.claims == 1) {
-                    spent.remove(hash.as_bytes().as_slice())?;
-                    tx.open_table(SPENT_EXPIRY)?
-                        .remove(expiry_key(entry.keep_until, hash.as_bytes()).as_slice())?;
+                let mut locks = tx.open_table(LOCKS)?;
+                for key in &Lock::keys(&claim) {
+                    let lock = locks.get(key.as_slice())?.and_then(|v| Lock::decode(v.value()));
+                    let Some(mut lock) = lock.filter(|l| l.hash == claim.hash) else { continue };
+                    if how == HandoffRelease::Kept {
+                        lock.busy_until = 0;
+                        locks.insert(key.as_slice(), lock.encode().as_slice())?;
+                    } else {
+                        locks.remove(key.as_slice())?;
+                    }
                 }
+            }
+            if how == HandoffRelease::Refused {
+                release_in(&tx, &claim.hash, &claim.session)?;
             }
             tx.commit()?;
             Ok(())
@@ -353,6 +455,8 @@ impl SpentSet for FileStore {
                     index.remove(key.as_slice())?;
                 }
             }
+            // Lapsed hand-off locks (few: one per payment in flight).
+            tx.open_table(LOCKS)?.retain(|_, v| Lock::decode(v).is_some_and(|l| l.until >= now))?;
             tx.commit()?;
             Ok(old.len() as u64)
         })

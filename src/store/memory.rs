@@ -6,9 +6,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{Claim, Insert, SessionStore, SpentSet, StoreError};
+use super::{
+    Claim, HandoffClaim, HandoffRelease, Insert, Lock, SessionStore, SpentSet, StoreError, StoredSession,
+};
 use crate::nano::{Address, BlockHash, Raw};
-use crate::session::{Session, SessionId, SessionKey};
+use crate::session::{Session, SessionKey};
 
 /// Default maximum of pending sessions.
 pub const DEFAULT_SESSION_CAPACITY: usize = 100_000;
@@ -31,13 +33,13 @@ pub struct MemorySessionStore {
 #[derive(Debug, Default)]
 // Keyed by `SessionKey` like the persistent stores (the values are in-process only).
 struct Sessions {
-    by_id: HashMap<SessionKey, Session>,
+    by_id: HashMap<SessionKey, StoredSession>,
     by_amount: HashMap<(Address, Raw), SessionKey>,
     by_expiry: BTreeSet<(u64, SessionKey)>,
 }
 
 impl Sessions {
-    fn remove(&mut self, id: &SessionKey) -> Option<Session> {
+    fn remove(&mut self, id: &SessionKey) -> Option<StoredSession> {
         let s = self.by_id.remove(id)?;
         self.by_expiry.remove(&(s.expires_at, *id));
         if self.by_amount.get(&(s.pay_to, s.amount)) == Some(id) {
@@ -104,16 +106,27 @@ impl SessionStore for MemorySessionStore {
         }
         s.by_amount.insert((session.pay_to, session.amount), key);
         s.by_expiry.insert((session.expires_at, key));
-        s.by_id.insert(key, session.clone());
+        s.by_id.insert(key, StoredSession::of(session));
         Ok(Insert::Inserted)
     }
 
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        Ok(self.lock().by_id.get(&id.key()).cloned())
+    async fn get_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
+        Ok(self.lock().by_id.get(key).copied())
     }
 
-    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        Ok(self.lock().remove(&id.key()))
+    async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
+        Ok(self.lock().remove(key))
+    }
+
+    async fn find_by_amount(
+        &self,
+        pay_to: &Address,
+        amount: Raw,
+        now: u64,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        let s = self.lock();
+        let holder = s.by_amount.get(&(*pay_to, amount)).and_then(|key| s.by_id.get(key));
+        Ok(holder.filter(|h| !h.is_expired(now)).copied())
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
@@ -144,10 +157,60 @@ struct Entry {
 struct Spent {
     by_hash: HashMap<BlockHash, Entry>,
     by_expiry: BTreeSet<(u64, BlockHash)>,
+    /// Hand-off locks: few at a time (one per payment in flight), pruned by a scan.
+    locks: HashMap<LockKey, Lock>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LockKey {
+    Previous(BlockHash),
+    Session(SessionKey),
+}
+
+impl LockKey {
+    fn both(claim: &HandoffClaim) -> [LockKey; 2] {
+        [LockKey::Previous(claim.previous), LockKey::Session(claim.session)]
+    }
 }
 
 impl Spent {
+    fn claim(
+        &mut self,
+        hash: &BlockHash,
+        session: &SessionKey,
+        keep_until: u64,
+        capacity: usize,
+    ) -> Result<Claim, StoreError> {
+        if let Some(entry) = self.by_hash.get_mut(hash) {
+            if entry.owner != *session {
+                return Ok(Claim::Spent);
+            }
+            entry.claims += 1;
+            return Ok(Claim::Reentered);
+        }
+        if self.by_hash.len() >= capacity {
+            // Only entries past their retention may go, never live ones.
+            self.prune(crate::session::unix_now());
+            if self.by_hash.len() >= capacity {
+                return Err(StoreError::new("memory", "spent set is full"));
+            }
+        }
+        self.by_hash.insert(*hash, Entry { owner: *session, claims: 1, keep_until });
+        self.by_expiry.insert((keep_until, *hash));
+        Ok(Claim::New)
+    }
+
+    fn release(&mut self, hash: &BlockHash, session: &SessionKey) {
+        if let Some(entry) = self.by_hash.get(hash).copied() {
+            if entry.owner == *session && entry.claims == 1 {
+                self.by_hash.remove(hash);
+                self.by_expiry.remove(&(entry.keep_until, *hash));
+            }
+        }
+    }
+
     fn prune(&mut self, now: u64) -> u64 {
+        self.locks.retain(|_, lock| lock.until >= now);
         let mut removed = 0;
         while let Some(&(keep_until, hash)) = self.by_expiry.first() {
             if keep_until >= now {
@@ -184,41 +247,49 @@ impl SpentSet for MemorySpentSet {
         Ok(self.lock().by_hash.get(hash).map(|e| e.owner))
     }
 
-    async fn claim(
+    async fn claim_by_key(
         &self,
         hash: &BlockHash,
-        session: &SessionId,
+        session: &SessionKey,
         keep_until: u64,
     ) -> Result<Claim, StoreError> {
-        let session = session.key();
-        let mut s = self.lock();
-        if let Some(entry) = s.by_hash.get_mut(hash) {
-            if entry.owner != session {
-                return Ok(Claim::Spent);
-            }
-            entry.claims += 1;
-            return Ok(Claim::Reentered);
-        }
-        if s.by_hash.len() >= self.capacity {
-            // Only entries past their retention may go, never live ones.
-            s.prune(crate::session::unix_now());
-            if s.by_hash.len() >= self.capacity {
-                return Err(StoreError::new("memory", "spent set is full"));
-            }
-        }
-        s.by_hash.insert(*hash, Entry { owner: session, claims: 1, keep_until });
-        s.by_expiry.insert((keep_until, *hash));
-        Ok(Claim::New)
+        self.lock().claim(hash, session, keep_until, self.capacity)
     }
 
-    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
-        let session = session.key();
+    async fn release_by_key(&self, hash: &BlockHash, session: &SessionKey) -> Result<(), StoreError> {
+        self.lock().release(hash, session);
+        Ok(())
+    }
+
+    async fn claim_handoff(&self, claim: &HandoffClaim, now: u64) -> Result<Claim, StoreError> {
         let mut s = self.lock();
-        if let Some(entry) = s.by_hash.get(hash).copied() {
-            if entry.owner == session && entry.claims == 1 {
-                s.by_hash.remove(hash);
-                s.by_expiry.remove(&(entry.keep_until, *hash));
+        if s.by_hash.get(&claim.hash).is_some_and(|e| e.owner != claim.session) {
+            return Ok(Claim::Spent);
+        }
+        let keys = LockKey::both(claim);
+        if keys.iter().any(|k| s.locks.get(k).is_some_and(|l| l.blocks(claim, now))) {
+            return Ok(Claim::InFlight);
+        }
+        let outcome = s.claim(&claim.hash, &claim.session, claim.keep_until, self.capacity)?;
+        for key in keys {
+            s.locks.insert(key, Lock::of(claim));
+        }
+        Ok(outcome)
+    }
+
+    async fn release_handoff(&self, claim: &HandoffClaim, how: HandoffRelease) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for key in LockKey::both(claim) {
+            let Some(lock) = s.locks.get_mut(&key).filter(|l| l.hash == claim.hash) else { continue };
+            match how {
+                HandoffRelease::Kept => lock.busy_until = 0,
+                HandoffRelease::Refused | HandoffRelease::Granted => {
+                    s.locks.remove(&key);
+                }
             }
+        }
+        if how == HandoffRelease::Refused {
+            s.release(&claim.hash, &claim.session);
         }
         Ok(())
     }

@@ -42,32 +42,42 @@ pub use postgres::{PostgresOptions, PostgresStore};
 /// this much between instances and the store.
 pub const SESSION_GRACE_SECS: u64 = 60;
 
-/// What persistent backends store of a session: everything but the id, which stays with the
-/// client. Stores file it under [`SessionId::key`] and put the caller's id back on read.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Record {
-    pay_to: Address,
-    price: Raw,
-    tag: u64,
-    amount: Raw,
-    created_at: u64,
-    expires_at: u64,
+/// A session as a store holds it: everything but the id, which stays with the client, filed
+/// under the id's [`SessionKey`]. What lookups by key or by amount return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredSession {
+    /// The key the session is filed under ([`SessionId::key`]).
+    pub key: SessionKey,
+    /// The merchant account to pay.
+    pub pay_to: Address,
+    /// The base price in raw, without the tag.
+    pub price: Raw,
+    /// The session's tag.
+    pub tag: u64,
+    /// The exact amount to pay: price plus tag.
+    pub amount: Raw,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
 }
 
-impl Record {
-    pub(crate) fn of(s: &Session) -> Self {
-        Record {
-            pay_to: s.pay_to,
-            price: s.price,
-            tag: s.tag,
-            amount: s.amount,
-            created_at: s.created_at,
-            expires_at: s.expires_at,
+impl StoredSession {
+    /// What a store keeps of `session`.
+    pub fn of(session: &Session) -> Self {
+        StoredSession {
+            key: session.id.key(),
+            pay_to: session.pay_to,
+            price: session.price,
+            tag: session.tag,
+            amount: session.amount,
+            created_at: session.created_at,
+            expires_at: session.expires_at,
         }
     }
 
     /// The session again, with the id it was looked up by.
-    pub(crate) fn with_id(self, id: SessionId) -> Session {
+    pub fn with_id(self, id: SessionId) -> Session {
         Session {
             id,
             pay_to: self.pay_to,
@@ -79,17 +89,57 @@ impl Record {
         }
     }
 
+    /// True once `now` is past `expires_at` (as [`Session::is_expired`]).
+    pub fn is_expired(&self, now: u64) -> bool {
+        now > self.expires_at
+    }
+}
+
+/// What persistent backends write of a session: a [`StoredSession`] without its key (the key
+/// is where the record is filed).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Record {
+    pay_to: Address,
+    price: Raw,
+    tag: u64,
+    amount: Raw,
+    created_at: u64,
+    expires_at: u64,
+}
+
+impl Record {
     pub(crate) fn to_json(s: &Session) -> String {
-        serde_json::to_string(&Record::of(s)).expect("records serialize")
+        let record = Record {
+            pay_to: s.pay_to,
+            price: s.price,
+            tag: s.tag,
+            amount: s.amount,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+        };
+        serde_json::to_string(&record).expect("records serialize")
+    }
+
+    /// The record filed under `key`.
+    pub(crate) fn stored(self, key: SessionKey) -> StoredSession {
+        StoredSession {
+            key,
+            pay_to: self.pay_to,
+            price: self.price,
+            tag: self.tag,
+            amount: self.amount,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
     }
 
     pub(crate) fn from_json(
         backend: &'static str,
         json: &[u8],
-        id: SessionId,
-    ) -> Result<Session, StoreError> {
+        key: SessionKey,
+    ) -> Result<StoredSession, StoreError> {
         serde_json::from_slice::<Record>(json)
-            .map(|r| r.with_id(id))
+            .map(|r| r.stored(key))
             .map_err(|e| StoreError::new(backend, format!("bad session record: {e}")))
     }
 }
@@ -141,19 +191,32 @@ pub enum Insert {
 ///    [`prune`](SessionStore::prune). A store may keep an expired session until then; callers
 ///    check `expires_at` themselves.
 /// 5. **No ids at rest**: persistent stores key sessions and amount reservations by
-///    [`SessionId::key`] and never write the id itself; `get` and `take` return the session
-///    with the id they were called with.
+///    [`SessionId::key`] and never write the id itself.
+/// 6. **Amount lookup**: [`find_by_amount`](SessionStore::find_by_amount) returns the stored
+///    session holding `(pay_to, amount)` (by 1 there is at most one unexpired one), shared by
+///    every instance.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores `session` unless its amount is in use or the store is full. `now` decides which
     /// stored sessions count as expired.
     async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError>;
 
-    /// The session with this id, if stored (expired or not).
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+    /// The session filed under `key`, if stored (expired or not).
+    async fn get_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError>;
 
-    /// Removes the session and returns it; exactly one concurrent caller gets `Some`.
-    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError>;
+    /// Removes the session filed under `key` and returns it; exactly one concurrent caller
+    /// gets `Some`.
+    async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError>;
+
+    /// The stored session whose amount reservation is `(pay_to, amount)`, unless it expired
+    /// before `now`: how a handed-over block finds its session when the client did not echo
+    /// the id (spec §9 step 2). A lookup key, never proof of anything.
+    async fn find_by_amount(
+        &self,
+        pay_to: &Address,
+        amount: Raw,
+        now: u64,
+    ) -> Result<Option<StoredSession>, StoreError>;
 
     /// Removes sessions with `expires_at < now`; returns how many were removed.
     async fn prune(&self, now: u64) -> Result<u64, StoreError>;
@@ -162,6 +225,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// modulus below it, since a full tag space would make every 402 a 503 before the store is full.
     fn capacity(&self) -> Option<u64> {
         None
+    }
+
+    /// The session with this id, if stored (expired or not).
+    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.get_by_key(&id.key()).await?.map(|s| s.with_id(*id)))
+    }
+
+    /// Removes the session with this id and returns it; exactly one concurrent caller gets `Some`.
+    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.take_by_key(&id.key()).await?.map(|s| s.with_id(*id)))
     }
 }
 
@@ -176,6 +249,47 @@ pub enum Claim {
     Reentered,
     /// Another session claimed the hash: it is spent.
     Spent,
+    /// Only from [`SpentSet::claim_handoff`]: another block on the same `previous` or for the
+    /// same session holds its lock, or an attempt with this very block is still running.
+    /// Nothing was written; the caller answers `payment_in_flight`.
+    InFlight,
+}
+
+/// A hand-off claim (spec §9 step 7): the block hash for the session, as
+/// [`SpentSet::claim`], plus two locks that keep any other block from being published
+/// meanwhile: one on the block's `previous` (a second block there would fork the payer's
+/// account) and one on the session (a second block would make the payer pay twice).
+///
+/// Each lock names the block holding it, lapses at `lock_until` (the session's end: a block
+/// that did not land by then can be replaced), and carries a short lease, `busy_until`, while
+/// an attempt with the block runs, so concurrent submissions of one block publish it once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandoffClaim {
+    /// The handed-over block's hash (computed from its fields).
+    pub hash: BlockHash,
+    /// The block's `previous`: the fork lock's key.
+    pub previous: BlockHash,
+    /// The session it pays: the session lock's key and the claim's owner.
+    pub session: SessionKey,
+    /// Retention of the spent entry, as for [`SpentSet::claim`].
+    pub keep_until: u64,
+    /// When both locks lapse (Unix seconds).
+    pub lock_until: u64,
+    /// When this attempt's lease lapses if it is never released (a crashed instance).
+    pub busy_until: u64,
+}
+
+/// How a hand-off attempt ended, for [`SpentSet::release_handoff`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoffRelease {
+    /// Refused before anything was published: the claim (if made exactly once) and both
+    /// locks go, so the payer's account and the session are free again.
+    Refused,
+    /// Published or possibly published, not settled (node outage, not yet confirmed): claim
+    /// and locks stay for the retry; only the attempt's lease ends.
+    Kept,
+    /// Granted: the claim stays as the spent entry; the locks go.
+    Granted,
 }
 
 /// Block hashes that already paid for something, each with the session that claimed it.
@@ -194,30 +308,117 @@ pub enum Claim {
 ///    new claims with an error rather than evicting live entries.
 /// 4. **Durability** (persistent backends): a claim that returned `New` survives a crash.
 /// 5. **No ids at rest**: the owner is recorded as [`SessionId::key`], never the id.
+/// 6. **Hand-off locks** ([`claim_handoff`](SpentSet::claim_handoff)): in one atomic step
+///    shared by every instance, the claim is refused with [`Claim::Spent`] as `claim` would,
+///    or with [`Claim::InFlight`] when the `previous` lock or the session lock is held by
+///    another block and has not lapsed (`lock_until >= now`), or either is held by this block
+///    with an unexpired lease (`busy_until >= now`); otherwise the claim is made as `claim`
+///    makes it and both locks are (re)written for this block. So of concurrent hand-offs of
+///    two blocks on one `previous`, or for one session, exactly one proceeds, and of
+///    concurrent submissions of one block, one at a time. Locks are removed by
+///    [`release_handoff`](SpentSet::release_handoff) and by `prune` once lapsed.
 #[async_trait]
 pub trait SpentSet: Send + Sync + 'static {
     /// The key of the session that claimed the hash, if any (a cheap pre-check; `claim`
     /// decides). Compare it with [`SessionId::key`].
     async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError>;
 
-    /// Claims the hash for `session` until `keep_until` (Unix seconds); see [`Claim`].
-    async fn claim(
+    /// Claims the hash for the session filed under `session` until `keep_until` (Unix
+    /// seconds); see [`Claim`].
+    async fn claim_by_key(
         &self,
         hash: &BlockHash,
-        session: &SessionId,
+        session: &SessionKey,
         keep_until: u64,
     ) -> Result<Claim, StoreError>;
 
     /// Undoes a claim that `session` made exactly once, because its session was consumed by a
     /// concurrent request and the payment was not used. Otherwise does nothing.
-    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError>;
+    async fn release_by_key(&self, hash: &BlockHash, session: &SessionKey) -> Result<(), StoreError>;
 
-    /// Removes entries whose `keep_until < now`; returns how many were removed.
+    /// The claim of a handed-over block with its locks (invariant 6); never
+    /// [`Claim::InFlight`] for a block whose locks and lease are its own and lapsed.
+    async fn claim_handoff(&self, claim: &HandoffClaim, now: u64) -> Result<Claim, StoreError>;
+
+    /// Ends one attempt of a [`claim_handoff`](SpentSet::claim_handoff) claim; see
+    /// [`HandoffRelease`]. Touches only locks this block holds, and the spent entry only as
+    /// [`release_by_key`](SpentSet::release_by_key) would.
+    async fn release_handoff(&self, claim: &HandoffClaim, how: HandoffRelease) -> Result<(), StoreError>;
+
+    /// Claims the hash for `session` until `keep_until`; see [`Claim`].
+    async fn claim(
+        &self,
+        hash: &BlockHash,
+        session: &SessionId,
+        keep_until: u64,
+    ) -> Result<Claim, StoreError> {
+        self.claim_by_key(hash, &session.key(), keep_until).await
+    }
+
+    /// [`release_by_key`](SpentSet::release_by_key) for a session id.
+    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
+        self.release_by_key(hash, &session.key()).await
+    }
+
+    /// Removes entries whose `keep_until < now`, and hand-off locks lapsed before `now`;
+    /// returns how many entries were removed.
     async fn prune(&self, now: u64) -> Result<u64, StoreError>;
 
     /// How many hashes are held (for monitoring), if the backend can tell cheaply.
     async fn size(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
+    }
+}
+
+/// One hand-off lock as a backend keeps it: the block holding it, when it lapses, and the
+/// lease of the attempt running with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Lock {
+    pub(crate) hash: BlockHash,
+    pub(crate) until: u64,
+    pub(crate) busy_until: u64,
+}
+
+impl Lock {
+    /// The lock `claim` writes.
+    pub(crate) fn of(claim: &HandoffClaim) -> Self {
+        Lock { hash: claim.hash, until: claim.lock_until, busy_until: claim.busy_until }
+    }
+
+    /// The two lock keys of a hand-off claim in byte-keyed backends: `p` ‖ previous and
+    /// `s` ‖ session key.
+    pub(crate) fn keys(claim: &HandoffClaim) -> [Vec<u8>; 2] {
+        [
+            [b"p".as_slice(), claim.previous.as_bytes()].concat(),
+            [b"s".as_slice(), claim.session.as_bytes()].concat(),
+        ]
+    }
+
+    /// Whether this lock keeps `claim` out at `now` (`SpentSet` invariant 6).
+    pub(crate) fn blocks(&self, claim: &HandoffClaim, now: u64) -> bool {
+        if self.hash == claim.hash {
+            self.busy_until >= now
+        } else {
+            self.until >= now
+        }
+    }
+
+    /// hash (32) ‖ until BE (8) ‖ busy_until BE (8).
+    pub(crate) fn encode(&self) -> [u8; 48] {
+        let mut v = [0u8; 48];
+        v[..32].copy_from_slice(self.hash.as_bytes());
+        v[32..40].copy_from_slice(&self.until.to_be_bytes());
+        v[40..].copy_from_slice(&self.busy_until.to_be_bytes());
+        v
+    }
+
+    pub(crate) fn decode(v: &[u8]) -> Option<Self> {
+        let v: &[u8; 48] = v.try_into().ok()?;
+        Some(Lock {
+            hash: BlockHash::from_bytes(v[..32].try_into().expect("32 bytes")),
+            until: u64::from_be_bytes(v[32..40].try_into().expect("8 bytes")),
+            busy_until: u64::from_be_bytes(v[40..].try_into().expect("8 bytes")),
+        })
     }
 }
 

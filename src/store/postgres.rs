@@ -28,8 +28,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use tokio_postgres::config::SslMode;
 
-use super::{Claim, Insert, Record, SessionStore, SpentSet, StoreError};
-use crate::nano::BlockHash;
+use super::{
+    Claim, HandoffClaim, HandoffRelease, Insert, Lock, Record, SessionStore, SpentSet, StoreError,
+    StoredSession,
+};
+use crate::nano::{Address, BlockHash, Raw};
 use crate::session::{Session, SessionId, SessionKey};
 
 /// Options for [`PostgresStore::connect_with`].
@@ -131,6 +134,13 @@ struct Sql {
     spent_release: String,
     spent_prune: String,
     spent_len: String,
+    find_session: String,
+    lock_read: String,
+    lock_write: String,
+    lock_idle: String,
+    lock_drop: String,
+    lock_drop_and_release: String,
+    lock_prune: String,
 }
 
 impl Sql {
@@ -161,6 +171,23 @@ impl Sql {
             spent_release: format!("DELETE FROM {p}spent WHERE hash = $1 AND owner_key = $2 AND claims = 1"),
             spent_prune: format!("DELETE FROM {p}spent WHERE keep_until < $1"),
             spent_len: format!("SELECT count(*) FROM {p}spent"),
+            find_session: format!(
+                "SELECT id, data FROM {p}sessions WHERE pay_to = $1 AND amount = $2 AND expires_at >= $3"
+            ),
+            lock_read: format!("SELECT hash, until, busy_until FROM {p}locks WHERE lock_key = ANY($1)"),
+            lock_write: format!(
+                "INSERT INTO {p}locks (lock_key, hash, until, busy_until) SELECT k, $2, $3, $4 FROM unnest($1::bytea[]) k \
+                 ON CONFLICT (lock_key) DO UPDATE SET hash = EXCLUDED.hash, until = EXCLUDED.until, \
+                 busy_until = EXCLUDED.busy_until"
+            ),
+            lock_idle: format!("UPDATE {p}locks SET busy_until = 0 WHERE lock_key = ANY($1) AND hash = $2"),
+            lock_drop: format!("DELETE FROM {p}locks WHERE lock_key = ANY($1) AND hash = $2"),
+            // One statement, so the claim goes only together with its locks.
+            lock_drop_and_release: format!(
+                "WITH dropped AS (DELETE FROM {p}locks WHERE lock_key = ANY($1) AND hash = $2) \
+                 DELETE FROM {p}spent WHERE hash = $2 AND owner_key = $3 AND claims = 1"
+            ),
+            lock_prune: format!("DELETE FROM {p}locks WHERE until < $1"),
         }
     }
 
@@ -192,7 +219,13 @@ impl Sql {
              ALTER TABLE {p}spent ALTER COLUMN owner DROP NOT NULL;
              ALTER TABLE {p}spent ALTER COLUMN owner DROP DEFAULT;
              ALTER TABLE {p}spent ADD COLUMN IF NOT EXISTS owner_key bytea;
-             ALTER TABLE {p}spent ADD COLUMN IF NOT EXISTS claims integer NOT NULL DEFAULT 1;"
+             ALTER TABLE {p}spent ADD COLUMN IF NOT EXISTS claims integer NOT NULL DEFAULT 1;
+             -- Hand-off locks: 'p' || previous, 's' || session key.
+             CREATE TABLE IF NOT EXISTS {p}locks (
+                lock_key bytea PRIMARY KEY,
+                hash bytea NOT NULL,
+                until bigint NOT NULL,
+                busy_until bigint NOT NULL);"
         )
     }
 }
@@ -202,8 +235,14 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::new("postgres", e.to_string())
 }
 
-fn decode(data: &str, id: &SessionId) -> Result<Session, StoreError> {
-    Record::from_json("postgres", data.as_bytes(), *id)
+fn decode(data: &str, key: &SessionKey) -> Result<StoredSession, StoreError> {
+    Record::from_json("postgres", data.as_bytes(), *key)
+}
+
+/// The advisory lock number serialising hand-off claims on one lock key (its first 8 bytes
+/// after the tag: previous hashes and session keys are uniformly random).
+fn advisory_id(key: &[u8]) -> i64 {
+    i64::from_be_bytes(key[1..9].try_into().expect("lock keys are longer than 9 bytes"))
 }
 
 /// `sslmode` and `sslrootcert` taken out of a connection string (tokio-postgres knows neither
@@ -329,6 +368,16 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The claim statement's answer: the row's claim count, or no row when another session owns
+/// the hash.
+fn claim_outcome(row: Option<tokio_postgres::Row>) -> Claim {
+    match row.map(|r| r.get::<_, i32>(0)) {
+        Some(1) => Claim::New,
+        Some(_) => Claim::Reentered,
+        None => Claim::Spent,
     }
 }
 
@@ -548,18 +597,34 @@ impl SessionStore for PostgresStore {
         Ok(if inserted { Insert::Inserted } else { Insert::AmountInUse })
     }
 
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let row = self.query_opt(&self.sql.get_session, &[&id.key().as_bytes().as_slice()]).await?;
-        row.map(|r| decode(r.get(0), id)).transpose()
+    async fn get_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
+        let row = self.query_opt(&self.sql.get_session, &[&key.as_bytes().as_slice()]).await?;
+        row.map(|r| decode(r.get(0), key)).transpose()
     }
 
-    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let row = self.query_opt(&self.sql.take_session, &[&id.key().as_bytes().as_slice()]).await?;
-        let session = row.map(|r| decode(r.get(0), id)).transpose()?;
+    async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
+        let row = self.query_opt(&self.sql.take_session, &[&key.as_bytes().as_slice()]).await?;
+        let session = row.map(|r| decode(r.get(0), key)).transpose()?;
         if session.as_ref().is_some_and(|s| !s.is_expired(crate::session::unix_now())) {
             self.adjust_live(-1);
         }
         Ok(session)
+    }
+
+    async fn find_by_amount(
+        &self,
+        pay_to: &Address,
+        amount: Raw,
+        now: u64,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        let pay_to = pay_to.public_key().as_bytes().as_slice();
+        let amount = amount.get().to_be_bytes();
+        let row =
+            self.query_opt(&self.sql.find_session, &[&pay_to, &amount.as_slice(), &to_i64(now)]).await?;
+        let Some(row) = row else { return Ok(None) };
+        // Rows of 57fee3c hold ids where keys belong: found, they could never be taken by key.
+        let Ok(key) = <[u8; 16]>::try_from(row.get::<_, &[u8]>(0)) else { return Ok(None) };
+        decode(row.get(1), &SessionKey::from_bytes(key)).map(Some)
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
@@ -593,33 +658,93 @@ impl SpentSet for PostgresStore {
         }))
     }
 
-    async fn claim(
+    async fn claim_by_key(
         &self,
         hash: &BlockHash,
-        session: &SessionId,
+        session: &SessionKey,
         keep_until: u64,
     ) -> Result<Claim, StoreError> {
         let row = self
             .query_opt(
                 &self.sql.spent_claim,
-                &[&hash.as_bytes().as_slice(), &session.key().as_bytes().as_slice(), &to_i64(keep_until)],
+                &[&hash.as_bytes().as_slice(), &session.as_bytes().as_slice(), &to_i64(keep_until)],
             )
             .await?;
-        Ok(match row.map(|r| r.get::<_, i32>(0)) {
-            Some(1) => Claim::New,
-            Some(_) => Claim::Reentered,
-            None => Claim::Spent,
-        })
+        Ok(claim_outcome(row))
     }
 
-    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
-        let key = session.key();
-        self.execute(&self.sql.spent_release, &[&hash.as_bytes().as_slice(), &key.as_bytes().as_slice()])
+    async fn release_by_key(&self, hash: &BlockHash, session: &SessionKey) -> Result<(), StoreError> {
+        self.execute(&self.sql.spent_release, &[&hash.as_bytes().as_slice(), &session.as_bytes().as_slice()])
             .await
             .map(|_| ())
     }
 
+    async fn claim_handoff(&self, claim: &HandoffClaim, now: u64) -> Result<Claim, StoreError> {
+        let keys = Lock::keys(claim);
+        let mut client = tokio::time::timeout(self.options.timeout, self.pool.get())
+            .await
+            .map_err(|_| StoreError::new("postgres", "no pooled connection in time"))?
+            .map_err(err)?;
+        let work = async {
+            let tx = client.transaction().await?;
+            // Concurrent claims on either key queue here until this transaction ends, so the
+            // read-check-write below is atomic across instances. Sorted: no deadlocks.
+            let mut ids = keys.each_ref().map(|k| advisory_id(k));
+            ids.sort_unstable();
+            for id in ids {
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&id]).await?;
+            }
+            let hash = claim.hash.as_bytes().as_slice();
+            let row = tx
+                .query_opt(
+                    &self.sql.spent_claim,
+                    &[&hash, &claim.session.as_bytes().as_slice(), &to_i64(claim.keep_until)],
+                )
+                .await?;
+            let outcome = claim_outcome(row);
+            if outcome == Claim::Spent {
+                return Ok(Claim::Spent);
+            }
+            let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            for row in tx.query(&self.sql.lock_read, &[&keys]).await? {
+                let lock = Lock {
+                    hash: BlockHash::from_bytes(row.get::<_, &[u8]>(0).try_into().unwrap_or([0; 32])),
+                    until: row.get::<_, i64>(1).max(0) as u64,
+                    busy_until: row.get::<_, i64>(2).max(0) as u64,
+                };
+                if lock.blocks(claim, now) {
+                    // Dropping the transaction rolls the claim back.
+                    return Ok(Claim::InFlight);
+                }
+            }
+            tx.execute(
+                &self.sql.lock_write,
+                &[&keys, &hash, &to_i64(claim.lock_until), &to_i64(claim.busy_until)],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(outcome)
+        };
+        self.answer(work).await
+    }
+
+    async fn release_handoff(&self, claim: &HandoffClaim, how: HandoffRelease) -> Result<(), StoreError> {
+        let keys = Lock::keys(claim);
+        let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let hash = claim.hash.as_bytes().as_slice();
+        match how {
+            HandoffRelease::Kept => self.execute(&self.sql.lock_idle, &[&keys, &hash]).await,
+            HandoffRelease::Granted => self.execute(&self.sql.lock_drop, &[&keys, &hash]).await,
+            HandoffRelease::Refused => {
+                let session = claim.session.as_bytes().as_slice();
+                self.execute(&self.sql.lock_drop_and_release, &[&keys, &hash, &session]).await
+            }
+        }
+        .map(|_| ())
+    }
+
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
+        self.execute(&self.sql.lock_prune, &[&to_i64(now)]).await?;
         self.execute(&self.sql.spent_prune, &[&to_i64(now)]).await
     }
 

@@ -25,8 +25,11 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script};
 
-use super::{Claim, Insert, Record, SessionStore, SpentSet, StoreError, SESSION_GRACE_SECS};
-use crate::nano::BlockHash;
+use super::{
+    Claim, HandoffClaim, HandoffRelease, Insert, Record, SessionStore, SpentSet, StoreError, StoredSession,
+    SESSION_GRACE_SECS,
+};
+use crate::nano::{Address, BlockHash, Raw};
 use crate::session::{Session, SessionId, SessionKey};
 
 /// Removes sessions expired before `now` (with their amount reservation), at most 10,000 per
@@ -104,26 +107,95 @@ end
 return 0
 "#;
 
+/// The guarded release: only the owner's single claim is undone.
+const RELEASE_FN: &str = r#"
+local function release(entry, zset, count, owner, member)
+  local v = redis.call('HMGET', entry, 'k', 'n')
+  if v[1] == owner and v[2] == '1' then
+    redis.call('DEL', entry)
+    redis.call('ZREM', zset, member)
+    redis.call('DECR', count)
+  end
+end
+"#;
+
 const RELEASE: &str = r#"
 -- KEYS: spent entry, spent expiry zset, count. ARGV: owner session key, zset member.
--- Only the owner's single claim is undone.
-local v = redis.call('HMGET', KEYS[1], 'k', 'n')
-if v[1] == ARGV[1] and v[2] == '1' then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  redis.call('DECR', KEYS[3])
-end
+release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])
 return 0
 "#;
 
+const CLAIM_HANDOFF: &str = r#"
+-- KEYS: spent entry, spent expiry zset, count, previous lock, session lock, lock zset.
+-- ARGV: owner session key, keep_until, block hash, '1' to index, now, lock_until, busy_until.
+-- Locks are hashes: h = holding block, u = lapses at, b = lease of the running attempt.
+local v = redis.call('HMGET', KEYS[1], 'k', 'o')
+if v[2] or (not v[1] and redis.call('EXISTS', KEYS[1]) == 1) then return 0 end
+if v[1] and v[1] ~= ARGV[1] then return 0 end
+local now = tonumber(ARGV[5])
+for i = 4, 5 do
+  local l = redis.call('HMGET', KEYS[i], 'h', 'u', 'b')
+  if l[1] then
+    if l[1] == ARGV[3] then
+      if tonumber(l[3]) >= now then return 3 end
+    elseif tonumber(l[2]) >= now then return 3 end
+  end
+end
+local outcome = 2
+if v[1] then
+  redis.call('HINCRBY', KEYS[1], 'n', 1)
+else
+  redis.call('HSET', KEYS[1], 'k', ARGV[1], 'n', 1)
+  if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3]) end
+  redis.call('INCR', KEYS[3])
+  outcome = 1
+end
+for i = 4, 5 do
+  redis.call('HSET', KEYS[i], 'h', ARGV[3], 'u', ARGV[6], 'b', ARGV[7])
+  redis.call('ZADD', KEYS[6], ARGV[6], KEYS[i])
+end
+return outcome
+"#;
+
+const RELEASE_HANDOFF: &str = r#"
+-- KEYS: as CLAIM_HANDOFF. ARGV: owner session key, block hash, 'r' refused | 'k' kept | 'g' granted.
+for i = 4, 5 do
+  if redis.call('HGET', KEYS[i], 'h') == ARGV[2] then
+    if ARGV[3] == 'k' then
+      redis.call('HSET', KEYS[i], 'b', 0)
+    else
+      redis.call('DEL', KEYS[i])
+      redis.call('ZREM', KEYS[6], KEYS[i])
+    end
+  end
+end
+if ARGV[3] == 'r' then release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]) end
+return 0
+"#;
+
+const FIND: &str = r#"
+-- KEYS: amount reservation. ARGV: session key prefix. Returns {session key, record json}.
+local holder = redis.call('GET', KEYS[1])
+if not holder then return false end
+local json = redis.call('HGET', ARGV[1] .. holder, 'json')
+if not json then return false end
+return {holder, json}
+"#;
+
 const PRUNE_SPENT: &str = r#"
--- KEYS: spent expiry zset, count. ARGV: now, spent key prefix
+-- KEYS: spent expiry zset, count, lock zset. ARGV: now, spent key prefix
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 10000)
 for _, member in ipairs(members) do
   redis.call('DEL', ARGV[2] .. member)
   redis.call('ZREM', KEYS[1], member)
 end
 if #members > 0 then redis.call('DECRBY', KEYS[2], #members) end
+-- Lapsed hand-off locks (KEYS[3]: the lock zset, scored by when each lapses).
+local locks = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[1], 'LIMIT', 0, 10000)
+for _, lock in ipairs(locks) do
+  redis.call('DEL', lock)
+  redis.call('ZREM', KEYS[3], lock)
+end
 return #members
 "#;
 
@@ -194,6 +266,9 @@ pub struct RedisStore {
     prune: Script,
     claim: Script,
     release: Script,
+    claim_handoff: Script,
+    release_handoff: Script,
+    find: Script,
     prune_spent: Script,
 }
 
@@ -249,7 +324,10 @@ impl RedisStore {
             take: Script::new(TAKE),
             prune: Script::new(&format!("{PRUNE_FN}{PRUNE}")),
             claim: Script::new(CLAIM),
-            release: Script::new(RELEASE),
+            release: Script::new(&format!("{RELEASE_FN}{RELEASE}")),
+            claim_handoff: Script::new(CLAIM_HANDOFF),
+            release_handoff: Script::new(&format!("{RELEASE_FN}{RELEASE_HANDOFF}")),
+            find: Script::new(FIND),
             prune_spent: Script::new(PRUNE_SPENT),
         };
         store.check_eviction_policy().await?;
@@ -399,8 +477,47 @@ impl RedisStore {
         format!("{}spent_count", self.options.prefix)
     }
 
-    fn decode(json: Option<String>, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        json.map(|j| Record::from_json("redis", j.as_bytes(), *id)).transpose()
+    fn decode(json: Option<String>, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
+        json.map(|j| Record::from_json("redis", j.as_bytes(), *key)).transpose()
+    }
+
+    fn amount_key(&self, pay_to: &Address, amount: Raw) -> String {
+        format!("{}a:{}:{}", self.options.prefix, hex::encode(pay_to.public_key().as_bytes()), amount)
+    }
+
+    fn lock_zset_key(&self) -> String {
+        format!("{}locks", self.options.prefix)
+    }
+
+    /// The keys of the hand-off scripts.
+    fn handoff_keys(&self, claim: &HandoffClaim) -> [String; 6] {
+        [
+            self.spent_key(&claim.hash),
+            self.spent_expiry_key(),
+            self.spent_count_key(),
+            format!("{}lock:p:{}", self.options.prefix, claim.previous),
+            format!("{}lock:s:{}", self.options.prefix, claim.session.to_hex()),
+            self.lock_zset_key(),
+        ]
+    }
+}
+
+/// Entries kept forever (`keep_until` = `u64::MAX`) get no index entry, which is about 170
+/// of the 390 bytes an entry costs.
+fn index_flag(keep_until: u64) -> &'static str {
+    if keep_until == u64::MAX {
+        "0"
+    } else {
+        "1"
+    }
+}
+
+fn claim_outcome(code: i64) -> Claim {
+    match code {
+        1 => Claim::New,
+        2 => Claim::Reentered,
+        3 => Claim::InFlight,
+        _ => Claim::Spent,
     }
 }
 
@@ -424,13 +541,8 @@ fn client(url: &str, options: &RedisOptions) -> Result<redis::Client, StoreError
 impl SessionStore for RedisStore {
     async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
         let key = session.id.key();
-        let amount_key = format!(
-            "{}a:{}:{}",
-            self.options.prefix,
-            hex::encode(session.pay_to.public_key().as_bytes()),
-            session.amount
-        );
-        let keys = [self.session_key(&key), amount_key, self.pending_key()];
+        let keys =
+            [self.session_key(&key), self.amount_key(&session.pay_to, session.amount), self.pending_key()];
         let args = [
             Record::to_json(session),
             key.to_hex(),
@@ -448,25 +560,40 @@ impl SessionStore for RedisStore {
         })
     }
 
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
         let json: Option<String> = self
             .with_timeout(Bound::Ordinary, async {
                 redis::cmd("HGET")
-                    .arg(self.session_key(&id.key()))
+                    .arg(self.session_key(key))
                     .arg("json")
                     .query_async(&mut self.manager.clone())
                     .await
                     .map_err(err)
             })
             .await?;
-        Self::decode(json, id)
+        Self::decode(json, key)
     }
 
-    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
-        let key = id.key();
-        let keys = [self.session_key(&key), self.pending_key()];
+    async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
+        let keys = [self.session_key(key), self.pending_key()];
         let json: Option<String> = self.run(Bound::Decision, &self.take, &keys, &[key.to_hex()]).await?;
-        Self::decode(json, id)
+        Self::decode(json, key)
+    }
+
+    async fn find_by_amount(
+        &self,
+        pay_to: &Address,
+        amount: Raw,
+        now: u64,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        let keys = [self.amount_key(pay_to, amount)];
+        let found: Option<(String, String)> =
+            self.run(Bound::Ordinary, &self.find, &keys, &[self.session_prefix()]).await?;
+        let Some((holder, json)) = found else { return Ok(None) };
+        // Sessions of 57fee3c are filed under their id: not found by amount, as if expired.
+        let Some(key) = SessionKey::from_hex(&holder) else { return Ok(None) };
+        let session = Record::from_json("redis", json.as_bytes(), key)?;
+        Ok(Some(session).filter(|s| !s.is_expired(now)))
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
@@ -512,36 +639,57 @@ impl SpentSet for RedisStore {
         }
     }
 
-    async fn claim(
+    async fn claim_by_key(
         &self,
         hash: &BlockHash,
-        session: &SessionId,
+        session: &SessionKey,
         keep_until: u64,
     ) -> Result<Claim, StoreError> {
         // One atomic script: claim if absent (indexed for pruning at keep_until), re-enter if
         // this session owns it.
         let keys = [self.spent_key(hash), self.spent_expiry_key(), self.spent_count_key()];
-        // Kept forever (`keep_until` = `u64::MAX`): no index entry, which is about 170 of the
-        // 390 bytes an entry costs.
-        let index = if keep_until == u64::MAX { "0" } else { "1" };
-        let args = [session.key().to_hex(), keep_until.to_string(), hash.to_string(), index.to_owned()];
+        let args =
+            [session.to_hex(), keep_until.to_string(), hash.to_string(), index_flag(keep_until).to_owned()];
         let outcome: i64 = self.run(Bound::Decision, &self.claim, &keys, &args).await?;
-        Ok(match outcome {
-            1 => Claim::New,
-            2 => Claim::Reentered,
-            _ => Claim::Spent,
-        })
+        Ok(claim_outcome(outcome))
     }
 
-    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
+    async fn release_by_key(&self, hash: &BlockHash, session: &SessionKey) -> Result<(), StoreError> {
         let keys = [self.spent_key(hash), self.spent_expiry_key(), self.spent_count_key()];
-        let args = [session.key().to_hex(), hash.to_string()];
+        let args = [session.to_hex(), hash.to_string()];
         let _: i64 = self.run(Bound::Ordinary, &self.release, &keys, &args).await?;
         Ok(())
     }
 
+    async fn claim_handoff(&self, claim: &HandoffClaim, now: u64) -> Result<Claim, StoreError> {
+        let args = [
+            claim.session.to_hex(),
+            claim.keep_until.to_string(),
+            claim.hash.to_string(),
+            index_flag(claim.keep_until).to_owned(),
+            now.to_string(),
+            claim.lock_until.to_string(),
+            claim.busy_until.to_string(),
+        ];
+        let outcome: i64 =
+            self.run(Bound::Decision, &self.claim_handoff, &self.handoff_keys(claim), &args).await?;
+        Ok(claim_outcome(outcome))
+    }
+
+    async fn release_handoff(&self, claim: &HandoffClaim, how: HandoffRelease) -> Result<(), StoreError> {
+        let how = match how {
+            HandoffRelease::Refused => "r",
+            HandoffRelease::Kept => "k",
+            HandoffRelease::Granted => "g",
+        };
+        let args = [claim.session.to_hex(), claim.hash.to_string(), how.to_owned()];
+        let _: i64 =
+            self.run(Bound::Ordinary, &self.release_handoff, &self.handoff_keys(claim), &args).await?;
+        Ok(())
+    }
+
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
-        let keys = [self.spent_expiry_key(), self.spent_count_key()];
+        let keys = [self.spent_expiry_key(), self.spent_count_key(), self.lock_zset_key()];
         let args = [now.to_string(), self.spent_prefix()];
         let mut removed = 0;
         for _ in 0..16 {

@@ -29,7 +29,9 @@
 //! # Ok::<(), nanosession::verify::handoff::HandoffRejection>(())
 //! ```
 
-use crate::nano::{work, Address, BlockHash, Raw};
+use async_trait::async_trait;
+
+use crate::nano::{work, Address, BlockHash, Raw, StateBlock};
 use crate::protocol::{HandoffBlock, Reason};
 
 /// The default work threshold for handed-over sends: the live network's epoch-2 send
@@ -167,6 +169,51 @@ pub fn check_ledger(
         return Err(HandoffRejection::WrongAmount);
     }
     Ok(delta)
+}
+
+/// What a node said to a hand-off call.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// A definite refusal: the block was not (and will not be) accepted as sent.
+    #[error("{0}")]
+    Refused(HandoffRejection),
+    /// No definite answer (transport failure, timeout, a reply without a verdict). After
+    /// `process` the block may have landed. The text is safe to log.
+    #[error("no node could be reached: {0}")]
+    Unavailable(String),
+}
+
+/// The node calls a hand-off needs beyond [`PaymentVerifier`](super::PaymentVerifier) (which
+/// confirms the published block): the payer's account before publishing (§9 step 8) and the
+/// publication itself (step 9). [`NanoRpcVerifier`](super::NanoRpcVerifier) implements it.
+#[async_trait]
+pub trait BlockPublisher: Send + Sync + 'static {
+    /// The account's frontier and balance (`account_info`); `Ok(None)` when the node has no
+    /// such account.
+    async fn account_state(&self, account: &Address) -> Result<Option<AccountState>, NodeError>;
+
+    /// Publishes the block (`process`, subtype `send`). `Ok` when the node accepted it or
+    /// already has it (`Old block`).
+    async fn publish(&self, block: &StateBlock) -> Result<(), NodeError>;
+}
+
+/// The reason for a node's refusal of a published block (§9 step 9), from its error text.
+///
+/// ```
+/// use nanosession::verify::handoff::{process_refusal, HandoffRejection};
+/// assert_eq!(process_refusal("Fork"), HandoffRejection::FrontierMismatch);
+/// assert_eq!(process_refusal("Block work is less than threshold"), HandoffRejection::InsufficientWork);
+/// ```
+pub fn process_refusal(text: &str) -> HandoffRejection {
+    match text {
+        "Fork" | "Gap previous block" | "Gap source block" => HandoffRejection::FrontierMismatch,
+        "Bad signature" => HandoffRejection::InvalidBlock("the node refused the signature"),
+        "Invalid block balance for given subtype"
+        | "Balance and amount delta do not match"
+        | "Negative spend" => HandoffRejection::WrongBlockType,
+        t if t.contains("work") => HandoffRejection::InsufficientWork,
+        _ => HandoffRejection::InvalidBlock("the node refused the block"),
+    }
 }
 
 #[cfg(test)]

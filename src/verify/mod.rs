@@ -37,6 +37,11 @@ pub enum Confirmation {
     AlreadyConfirmed,
     /// The block was unconfirmed; the verifier asked the node to confirm it and waited this long.
     ConfirmedAfterWait(Duration),
+    /// A handed-over block under
+    /// [`Settlement::AfterSuccess`](crate::layer::Settlement::AfterSuccess): checked and
+    /// claimed, published only once the service answers with a success; its response is
+    /// released only when the block is confirmed.
+    AfterResponse,
 }
 
 /// A block that passed every check.

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
+use super::handoff::{process_refusal, AccountState, BlockPublisher, NodeError};
 use super::{Confirmation, Expected, PaymentVerifier, Rejection, VerifiedBlock};
 use crate::nano::{Address, BlockHash, Raw, StateBlock};
 use crate::rpc::{BlockInfo, NanoRpcClient, RpcError};
@@ -303,6 +304,32 @@ impl NanoRpcVerifier {
     }
 }
 
+#[async_trait::async_trait]
+impl BlockPublisher for NanoRpcVerifier {
+    async fn account_state(&self, account: &Address) -> Result<Option<AccountState>, NodeError> {
+        let info = match self.client.account_info(account).await {
+            Ok(Some(info)) => info,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(NodeError::Unavailable(e.to_string())),
+        };
+        // A reply without both is no verdict on the account: never guess a balance.
+        let frontier = info.frontier.as_deref().and_then(|f| f.parse::<BlockHash>().ok());
+        match (frontier, info.balance) {
+            (Some(frontier), Some(balance)) => Ok(Some(AccountState { frontier, balance })),
+            _ => Err(NodeError::Unavailable("account_info answered without frontier and balance".into())),
+        }
+    }
+
+    async fn publish(&self, block: &StateBlock) -> Result<(), NodeError> {
+        match self.client.process(block, "send").await {
+            Ok(hash) if hash == block.hash() => Ok(()),
+            Ok(_) => Err(NodeError::Unavailable("process answered with another block's hash".into())),
+            Err(RpcError::Node(text)) => Err(NodeError::Refused(process_refusal(&text))),
+            Err(e) => Err(NodeError::Unavailable(e.to_string())),
+        }
+    }
+}
+
 fn unavailable(e: RpcError) -> Rejection {
     Rejection::Unavailable(e.to_string())
 }
@@ -458,7 +485,7 @@ impl NanoRpcVerifier {
 
 fn waited(confirmation: Confirmation) -> Duration {
     match confirmation {
-        Confirmation::AlreadyConfirmed => Duration::ZERO,
+        Confirmation::AlreadyConfirmed | Confirmation::AfterResponse => Duration::ZERO,
         Confirmation::ConfirmedAfterWait(d) => d,
     }
 }

@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use nanosession::nano::{Address, BlockHash, PublicKey, Raw};
-use nanosession::session::{unix_now, Session, SessionId};
+use nanosession::session::{unix_now, Session, SessionId, SessionKey};
 use nanosession::store::{
-    Claim, Insert, MemorySessionStore, MemorySpentSet, SessionStore, SpentSet, StoreError,
+    Claim, HandoffClaim, HandoffRelease, Insert, MemorySessionStore, MemorySpentSet, SessionStore, SpentSet,
+    StoreError, StoredSession,
 };
 use nanosession::verify::{Confirmation, Expected, PaymentVerifier, Rejection, VerifiedBlock};
 use tokio::sync::Barrier;
@@ -242,14 +243,24 @@ impl SessionStore for FailingStore {
         self.sessions.insert(session, now).await
     }
 
-    async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn get_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
         self.check(StoreOp::Get)?;
-        self.sessions.get(id).await
+        self.sessions.get_by_key(key).await
     }
 
-    async fn take(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
+    async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
         self.check(StoreOp::Take)?;
-        self.sessions.take(id).await
+        self.sessions.take_by_key(key).await
+    }
+
+    async fn find_by_amount(
+        &self,
+        pay_to: &Address,
+        amount: Raw,
+        now: u64,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        self.check(StoreOp::Get)?;
+        self.sessions.find_by_amount(pay_to, amount, now).await
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
@@ -265,19 +276,29 @@ impl SpentSet for FailingStore {
         self.spent.owner(hash).await
     }
 
-    async fn claim(
+    async fn claim_by_key(
         &self,
         hash: &BlockHash,
-        session: &SessionId,
+        session: &SessionKey,
         keep_until: u64,
     ) -> Result<Claim, StoreError> {
         self.check(StoreOp::Claim)?;
-        self.spent.claim(hash, session, keep_until).await
+        self.spent.claim_by_key(hash, session, keep_until).await
     }
 
-    async fn release(&self, hash: &BlockHash, session: &SessionId) -> Result<(), StoreError> {
+    async fn release_by_key(&self, hash: &BlockHash, session: &SessionKey) -> Result<(), StoreError> {
         self.check(StoreOp::Release)?;
-        self.spent.release(hash, session).await
+        self.spent.release_by_key(hash, session).await
+    }
+
+    async fn claim_handoff(&self, claim: &HandoffClaim, now: u64) -> Result<Claim, StoreError> {
+        self.check(StoreOp::Claim)?;
+        self.spent.claim_handoff(claim, now).await
+    }
+
+    async fn release_handoff(&self, claim: &HandoffClaim, how: HandoffRelease) -> Result<(), StoreError> {
+        self.check(StoreOp::Release)?;
+        self.spent.release_handoff(claim, how).await
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
