@@ -307,7 +307,8 @@ async fn a_lost_publish_is_resent_not_paid_twice() {
         .build();
     let merchant = Address::from(PrivateKey::from_bytes([5; 32]).public_key());
     let offer = Offer {
-        session: nanosession::session::SessionId::generate(),
+        session: Some(nanosession::session::SessionId::generate()),
+        accepts_block: false,
         pay_to: merchant,
         amount: PRICE,
         price: PRICE,
@@ -360,4 +361,138 @@ async fn a_refused_publish_is_refunded() {
         "{error}"
     );
     assert_eq!(client.wallet().remaining_budget(), FUNDS, "refunded");
+}
+
+/// A server taking signed blocks (spec §9) at `/paid`, with work checked at `threshold`.
+async fn handoff_world(threshold: u64) -> World {
+    let node = MockNode::start(MockNodeConfig::default()).unwrap();
+    let merchant = Address::from(PrivateKey::from_bytes(rand::random()).public_key());
+    let verifier = std::sync::Arc::new(
+        NanoRpcVerifier::builder(NanoRpcClient::new([node.rpc_url()]).unwrap())
+            .poll_interval(Duration::from_millis(50))
+            .build(),
+    );
+    let layer = PaymentRequiredLayer::builder()
+        .pay_to(merchant)
+        .price(PRICE)
+        .network("nano:dev")
+        .public_base_url("http://127.0.0.1")
+        .verifier_shared(verifier.clone())
+        .accept_signed_blocks(verifier)
+        .work_threshold(threshold)
+        .build()
+        .unwrap()
+        .json_body();
+    let app = Router::new().route(
+        "/paid",
+        get(|Extension(p): Extension<VerifiedPayment>| async move { format!("{}|{}", p.block, p.payer) })
+            .route_layer(layer),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/paid", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    World { node, url, merchant }
+}
+
+/// `PayingClient` pays by hand-off when the 402 offers it: it signs, the server publishes.
+/// Two payments in a row build on the frontier the first left; a hand-off the server refuses
+/// before publishing refunds the budget and leaves the account as it was, so the next payment
+/// builds on the same frontier without a gap or a fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pays_by_handoff_and_keeps_the_frontier_right() {
+    let w = handoff_world(WorkThresholds::DEV.send).await;
+    let (client, account) = w.customer(true).await;
+    let mut spent = Raw::ZERO;
+    for _ in 0..2 {
+        let paid = client.get(&w.url).await.unwrap();
+        assert_eq!(paid.response.status(), 200);
+        let payment = paid.payment.expect("paid");
+        assert!(w.node.is_confirmed(&payment.block), "the server published and it confirmed");
+        assert_eq!(paid.response.text().await.unwrap(), format!("{}|{}", payment.block, account));
+        spent = spent.checked_add(payment.offer.amount).unwrap();
+        assert_eq!(w.node.balance(&account), FUNDS.checked_sub(spent).unwrap());
+    }
+
+    // A server demanding more work than the client did refuses before publishing.
+    let strict = handoff_world(nanosession::nano::work::LIVE_SEND).await;
+    let seed = Seed::from_bytes(rand::random());
+    strict.node.fund(&seed.derive(0), FUNDS).await;
+    let wallet =
+        Wallet::from_seed(&seed, 0).with_limits(PRICE.checked_add(Raw::new(10_000_000)).unwrap(), FUNDS);
+    let account = wallet.account();
+    let client = PayingClient::builder(wallet, NanoRpcClient::new([strict.node.rpc_url()]).unwrap())
+        .work_thresholds(WorkThresholds::DEV)
+        .network("nano:dev")
+        .build();
+    match client.get(&strict.url).await {
+        Err(ClientError::Refused { status: 402, reason }) => assert_eq!(reason, "insufficient_work"),
+        other => panic!("expected a refusal, got {:?}", other.map(|p| p.response.status())),
+    }
+    assert_eq!(client.wallet().remaining_budget(), FUNDS, "the budget is refunded");
+    assert_eq!(strict.node.balance(&account), FUNDS, "nothing was published");
+}
+
+/// A plain x402 `exact` seller (no `extra.nanoSession`) that takes the block and publishes it:
+/// the client pays `accepts[0].amount` by hand-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pays_a_plain_exact_offer_by_handoff() {
+    use base64::Engine as _;
+    let node = std::sync::Arc::new(MockNode::start(MockNodeConfig::default()).unwrap());
+    let merchant = Address::from(PrivateKey::from_bytes(rand::random()).public_key());
+    let amount = Raw::new(1_234_567);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let required = serde_json::json!({
+        "x402Version": 2, "error": "payment required",
+        "resource": {"url": "http://127.0.0.1/paid", "description": "", "mimeType": "text/plain"},
+        "accepts": [{"scheme": "exact", "network": "nano:dev", "asset": "XNO", "amount": amount.to_string(),
+                     "payTo": merchant.to_string(), "maxTimeoutSeconds": 120, "extra": {}}],
+    });
+    let seller_node = node.clone();
+    let app = Router::new().route(
+        "/paid",
+        get(move |headers: axum::http::HeaderMap| {
+            let (node, required) = (seller_node.clone(), required.clone());
+            async move {
+                let Some(signature) = headers.get("payment-signature") else {
+                    let value = base64::engine::general_purpose::STANDARD.encode(required.to_string());
+                    return (
+                        axum::http::StatusCode::PAYMENT_REQUIRED,
+                        [("payment-required", value)],
+                        String::new(),
+                    );
+                };
+                let payment: serde_json::Value =
+                    serde_json::from_slice(&b64.decode(signature.as_bytes()).unwrap()).unwrap();
+                let block =
+                    nanosession::protocol::HandoffBlock::from_value(&payment["payload"]["block"]).unwrap();
+                let hash = node.process(&block.block).unwrap();
+                node.confirm(&hash);
+                let receipt = nanosession::protocol::SettlementResponse::success(
+                    hash.to_string(),
+                    "nano:dev".into(),
+                    String::new(),
+                );
+                let value = receipt.to_header().to_str().unwrap().to_owned();
+                (axum::http::StatusCode::OK, [("payment-response", value)], "paid".to_owned())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/paid", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let seed = Seed::from_bytes(rand::random());
+    node.fund(&seed.derive(0), FUNDS).await;
+    let wallet = Wallet::from_seed(&seed, 0).with_limits(amount, FUNDS);
+    let account = wallet.account();
+    let client = PayingClient::builder(wallet, NanoRpcClient::new([node.rpc_url()]).unwrap())
+        .work_thresholds(WorkThresholds::DEV)
+        .network("nano:dev")
+        .build();
+    let paid = client.get(&url).await.unwrap();
+    assert_eq!(paid.response.status(), 200);
+    let payment = paid.payment.expect("paid");
+    assert_eq!(payment.offer.session, None, "a plain offer has no session");
+    assert_eq!(node.balance(&account), FUNDS.checked_sub(amount).unwrap(), "paid exactly accepts[0].amount");
+    assert_eq!(node.block(&payment.block).map(|b| b.link), Some(*merchant.public_key().as_bytes()));
 }

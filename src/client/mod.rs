@@ -218,7 +218,7 @@ struct Inner {
     /// One send at a time: each send builds on the account's current frontier.
     sending: tokio::sync::Mutex<()>,
     /// Sessions already paid, so a repeated challenge is never paid twice.
-    paid: Mutex<HashMap<SessionId, Sent>>,
+    paid: Mutex<HashMap<PaidKey, Sent>>,
     /// The last proof of work (root, nonce): a send refused for a short session is rebuilt for a
     /// fresh one on the same frontier, and work depends on the frontier only.
     last_work: Mutex<Option<([u8; 32], u64)>>,
@@ -247,6 +247,14 @@ const EXPIRY_GRACE_SECS: u64 = 60;
 
 /// The most of a refusal's body read to find its reason code.
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
+
+/// What names a paid session: its id, or for a plain `exact` offer (no session) its
+/// destination and amount.
+type PaidKey = (Option<SessionId>, Address, Raw);
+
+fn paid_key(offer: &Offer) -> PaidKey {
+    (offer.session, offer.pay_to, offer.amount)
+}
 
 /// What the client sent for one session.
 #[derive(Clone)]
@@ -483,6 +491,20 @@ impl PayingClient {
                 return Err(ClientError::InsecureTransport);
             }
             tracing::info!(pay_to = %offer.pay_to, amount = %offer.amount, "payment required");
+            if offer.session.is_none() || (offer.accepts_block && inner.x402 && offer.required.is_some()) {
+                match self.hand_off(&request, offer, url).await {
+                    Err(ClientError::SessionTooShort { left, margin }) if fresh < MAX_FRESH_CHALLENGES => {
+                        fresh += 1;
+                        tracing::info!(
+                            ?left,
+                            ?margin,
+                            "session too short to pay; fetching a fresh challenge"
+                        );
+                        continue;
+                    }
+                    other => return other,
+                }
+            }
             match self.pay_with_retries(&offer).await {
                 Ok(block) => {
                     let payment = Payment { offer, block, attempts: 0, url };
@@ -494,7 +516,7 @@ impl PayingClient {
                 }
                 Err(error) => {
                     // A publish without an answer may have landed: hand out its proof.
-                    return Err(match self.uncertain_block(&offer.session) {
+                    return Err(match self.uncertain_block(&paid_key(&offer)) {
                         Some(block) => after(Payment { offer, block, attempts: 0, url }, error),
                         None => error,
                     });
@@ -521,7 +543,7 @@ impl PayingClient {
         request: reqwest::Request,
         mut payment: Payment,
     ) -> Result<PaidResponse, ClientError> {
-        if self.uncertain_block(&payment.offer.session) == Some(payment.block) {
+        if self.uncertain_block(&paid_key(&payment.offer)) == Some(payment.block) {
             if let Err(error) = self.pay_with_retries(&payment.offer).await {
                 return Err(after(payment, error));
             }
@@ -531,8 +553,8 @@ impl PayingClient {
     }
 
     /// The block of a session whose publication is uncertain, if any.
-    fn uncertain_block(&self, session: &SessionId) -> Option<BlockHash> {
-        match self.inner.paid.lock().unwrap_or_else(|e| e.into_inner()).get(session) {
+    fn uncertain_block(&self, key: &PaidKey) -> Option<BlockHash> {
+        match self.inner.paid.lock().unwrap_or_else(|e| e.into_inner()).get(key) {
             Some(Sent::Uncertain(block)) => Some(block.hash()),
             _ => None,
         }
@@ -660,7 +682,7 @@ impl PayingClient {
             // Held across the node calls on purpose: concurrent sends from one account would
             // fork its chain. Released before waiting for confirmation.
             let _sending = inner.sending.lock().await;
-            let known = inner.paid.lock().unwrap_or_else(|e| e.into_inner()).get(&offer.session).cloned();
+            let known = inner.paid.lock().unwrap_or_else(|e| e.into_inner()).get(&paid_key(offer)).cloned();
             let send = match known {
                 Some(Sent::Published(block)) => return Ok(block),
                 // An earlier attempt lost the node's reply: publish the very same block again
@@ -694,20 +716,20 @@ impl PayingClient {
                         // challenge; uncertain ones must stay until resolved.
                         paid.retain(|_, sent| matches!(sent, Sent::Uncertain(_)));
                     }
-                    paid.insert(offer.session, Sent::Published(block));
+                    paid.insert(paid_key(offer), Sent::Published(block));
                     block
                 }
                 Err(RpcError::Node(refusal)) => {
                     // A definite refusal (for a re-publish: a fork, so the first never landed):
                     // nothing was published, the money is still ours.
-                    paid.remove(&offer.session);
+                    paid.remove(&paid_key(offer));
                     inner.wallet.refund(offer.amount);
                     return Err(RpcError::Node(refusal).into());
                 }
                 Err(outage) => {
                     // The node may have accepted it before the reply was lost: keep the money
                     // counted as spent and the block, so paying this session again re-sends it.
-                    paid.insert(offer.session, Sent::Uncertain(send));
+                    paid.insert(paid_key(offer), Sent::Uncertain(send));
                     return Err(outage.into());
                 }
             }
@@ -715,6 +737,114 @@ impl PayingClient {
         tracing::info!(%block, "payment published");
         self.await_confirmation(&block).await;
         Ok(block)
+    }
+
+    /// Pays `offer` by hand-off (spec §9): signs a send of exactly the amount, does not
+    /// publish it, and sends it in the retry for the server to publish; re-sends the same
+    /// block while the server answers "try again" (`payment_in_flight`, `block_not_confirmed`,
+    /// 429, 503).
+    ///
+    /// The wallet's sends are held for the whole exchange, so the next payment is built on the
+    /// frontier as the server left it: after its block (published) or before it (refused
+    /// before publishing, when the budget is refunded and the block is forgotten).
+    async fn hand_off(
+        &self,
+        request: &reqwest::Request,
+        offer: Offer,
+        url: reqwest::Url,
+    ) -> Result<PaidResponse, ClientError> {
+        let inner = &*self.inner;
+        self.check_offer(&offer)?;
+        if offer.required.is_none() || !inner.x402 {
+            return Err(ClientError::Challenge(crate::protocol::MalformedChallenge(
+                "a hand-off needs the x402 PAYMENT-REQUIRED challenge",
+            )));
+        }
+        let _sending = inner.sending.lock().await;
+        self.check_time_left(&offer)?;
+        inner.wallet.reserve(offer.amount)?;
+        let block = match self.build_send(offer.pay_to, offer.amount).await {
+            Ok(block) => match self.check_time_left(&offer) {
+                Ok(()) => block,
+                Err(e) => {
+                    inner.wallet.refund(offer.amount);
+                    return Err(e);
+                }
+            },
+            Err(e) => {
+                inner.wallet.refund(offer.amount);
+                return Err(e);
+            }
+        };
+        let headers = offer.handoff_headers(&block);
+        let give_up = offer.expires_at.map(|at| at.saturating_add(EXPIRY_GRACE_SECS));
+        let mut payment = Payment { offer, block: block.hash(), attempts: 0, url };
+        tracing::info!(block = %payment.block, "handing the signed block over");
+        loop {
+            payment.attempts += 1;
+            let Some(mut retry) = request.try_clone() else {
+                inner.wallet.refund(payment.offer.amount);
+                return Err(ClientError::NotRetryable);
+            };
+            *retry.url_mut() = payment.url.clone();
+            retry.headers_mut().extend(headers.clone());
+            let (cause, retry_after) = match inner.paid_http.execute(retry).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let receipt = receipt(&response);
+                    let granted = receipt.as_ref().is_some_and(|r| {
+                        r.success && r.transaction.eq_ignore_ascii_case(&payment.block.to_string())
+                    });
+                    if status == StatusCode::CONFLICT {
+                        let reason = refusal_reason(response).await;
+                        if reason == "already_granted" || granted {
+                            return Err(ClientError::AlreadyGranted { payment: Box::new(payment), receipt });
+                        }
+                        return Err(after(payment, ClientError::Refused { status: 409, reason }));
+                    }
+                    if !matches!(status.as_u16(), 402 | 429 | 503) {
+                        // A final answer. Without a receipt for this block (a server settling
+                        // after success whose service failed) the block was not published.
+                        if !granted && matches!(inner.node.block_info(&payment.block).await, Ok(None)) {
+                            inner.wallet.refund(payment.offer.amount);
+                            return Ok(PaidResponse { response, payment: None });
+                        }
+                        return Ok(PaidResponse { response, payment: Some(payment) });
+                    }
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let reason = refusal_reason(response).await;
+                    let cause = ClientError::Refused { status: status.as_u16(), reason: reason.clone() };
+                    let retryable = matches!(status.as_u16(), 429 | 503)
+                        || matches!(reason.as_str(), "block_not_confirmed" | "payment_in_flight");
+                    if !retryable {
+                        // Refused: before publishing (the node does not know the block, which
+                        // never left this process and the server: the money is still ours),
+                        // or after (the payment stands, the caller decides).
+                        if matches!(inner.node.block_info(&payment.block).await, Ok(None)) {
+                            inner.wallet.refund(payment.offer.amount);
+                            return Err(cause);
+                        }
+                        return Err(after(payment, cause));
+                    }
+                    (cause, retry_after)
+                }
+                Err(e) => (http_error(e), None),
+            };
+            let now = unix_now();
+            if payment.attempts > inner.max_retries || give_up.is_some_and(|at| now >= at) {
+                return Err(after(payment, cause));
+            }
+            let mut wait = retry_after.unwrap_or(Duration::from_secs(1)).min(inner.max_retry_after);
+            if let Some(at) = give_up {
+                wait = wait.min(Duration::from_secs(at - now));
+            }
+            tracing::info!(cause = %cause, ?wait, "handing the same block over again");
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// A signed send with work, on the account's current frontier.

@@ -225,8 +225,12 @@ pub struct MalformedChallenge(pub &'static str);
 /// out the x402 requirements (their resource URL may carry credentials in its query).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Offer {
-    /// The session to echo back.
-    pub session: SessionId,
+    /// The session to echo back; `None` for a plain x402 `exact` offer of another Nano seller,
+    /// which names no session (it is then paid by hand-off, found by its amount).
+    pub session: Option<SessionId>,
+    /// Whether the server takes a signed block and publishes it itself (`extra.acceptsBlock`,
+    /// or any offer without a session).
+    pub accepts_block: bool,
     /// The account to pay.
     pub pay_to: Address,
     /// The exact amount to send: price plus tag.
@@ -252,6 +256,7 @@ impl std::fmt::Debug for Offer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Offer")
             .field("session", &self.session)
+            .field("accepts_block", &self.accepts_block)
             .field("pay_to", &self.pay_to)
             .field("amount", &self.amount)
             .field("price", &self.price)
@@ -302,16 +307,29 @@ impl Offer {
             .iter()
             .find(|a| a.scheme == "exact" && a.asset == "XNO")
             .ok_or(MalformedChallenge("no exact XNO requirement"))?;
-        let session =
-            entry.extra.nano_session.as_ref().ok_or(MalformedChallenge("extra.nanoSession is missing"))?;
+        let relative = unix_now().saturating_add(entry.max_timeout_seconds);
+        let Some(session) = entry.extra.nano_session.as_ref() else {
+            // A plain `exact` offer: pay `amount` by hand-off; no tag, no session to echo.
+            return Ok(Offer {
+                session: None,
+                accepts_block: true,
+                pay_to: entry.pay_to,
+                amount: entry.amount,
+                price: entry.amount,
+                tag: 0,
+                expires_at: Some(relative),
+                network: Some(entry.network.clone()),
+                required: Some(required.clone()),
+            });
+        };
         if session.resource_amount_raw.checked_add(Raw::new(session.tag as u128)) != Some(entry.amount) {
             return Err(MalformedChallenge("amount is not price plus tag"));
         }
         let stated = parse_expiry(&session.expires_at)
             .ok_or(MalformedChallenge("extra.nanoSession.expiresAt is not an RFC 3339 time"))?;
-        let relative = unix_now().saturating_add(entry.max_timeout_seconds);
         Ok(Offer {
-            session: session.id,
+            session: Some(session.id),
+            accepts_block: entry.extra.accepts_block,
             pay_to: entry.pay_to,
             amount: entry.amount,
             price: session.resource_amount_raw,
@@ -351,7 +369,17 @@ impl Offer {
             ),
             None => None,
         };
-        Ok(Offer { session, pay_to, amount, price, tag, required: None, expires_at, network: None })
+        Ok(Offer {
+            session: Some(session),
+            accepts_block: false,
+            pay_to,
+            amount,
+            price,
+            tag,
+            required: None,
+            expires_at,
+            network: None,
+        })
     }
 
     /// Seconds left before the session expires, on this machine's clock (`None`: unknown).
@@ -368,29 +396,48 @@ impl Offer {
     /// refused for its proof's size.
     pub fn proof_headers(&self, block: &crate::nano::BlockHash, x402: bool) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        if let (Some(required), true) = (&self.required, x402) {
-            let accepted = required
-                .accepts
-                .iter()
-                .find(|a| a.scheme == "exact" && a.asset == "XNO")
-                .expect("from_required checked it")
-                .clone();
-            let payload = super::PaymentPayload {
-                x402_version: X402_VERSION,
-                resource: required.resource.clone(),
-                accepted,
-                payload: super::ProofPayload { proof: *block },
-            };
-            let json = serde_json::to_vec(&payload).expect("PaymentPayload serializes");
-            let value = B64.encode(json);
-            if value.len() <= super::MAX_SIGNATURE_HEADER_LEN {
-                headers.insert(PAYMENT_SIGNATURE, sensitive(header(value)));
+        if x402 {
+            let payload = serde_json::json!({ "proof": block.to_string() });
+            if let Some(value) = self.signature(payload) {
+                headers.insert(PAYMENT_SIGNATURE, value);
                 return headers;
             }
         }
-        headers.insert(X_PAYMENT_SESSION, sensitive(header(self.session.to_string())));
-        headers.insert(X_PAYMENT_BLOCK, header(block.to_string()));
+        if let Some(session) = self.session {
+            headers.insert(X_PAYMENT_SESSION, sensitive(header(session.to_string())));
+            headers.insert(X_PAYMENT_BLOCK, header(block.to_string()));
+        }
         headers
+    }
+
+    /// The headers of a hand-off (spec §9): `PAYMENT-SIGNATURE` with the signed, unpublished
+    /// `block` in `payload.block`. Empty without x402 requirements (a Rev 5 challenge has no
+    /// form for it).
+    pub fn handoff_headers(&self, block: &crate::nano::StateBlock) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = self.signature(serde_json::json!({ "block": crate::rpc::block_json(block) })) {
+            headers.insert(PAYMENT_SIGNATURE, value);
+        }
+        headers
+    }
+
+    /// `PAYMENT-SIGNATURE` carrying `payload` for the accepted requirements, if they were sent
+    /// and it fits the header limit.
+    fn signature(&self, payload: serde_json::Value) -> Option<HeaderValue> {
+        let required = self.required.as_ref()?;
+        let accepted = required
+            .accepts
+            .iter()
+            .find(|a| a.scheme == "exact" && a.asset == "XNO")
+            .expect("from_required checked it");
+        let body = serde_json::json!({
+            "x402Version": X402_VERSION,
+            "resource": required.resource,
+            "accepted": accepted,
+            "payload": payload,
+        });
+        let value = B64.encode(serde_json::to_vec(&body).expect("payloads serialize"));
+        (value.len() <= super::MAX_SIGNATURE_HEADER_LEN).then(|| sensitive(header(value)))
     }
 }
 
@@ -458,7 +505,7 @@ mod tests {
         let mut rev5 = headers.clone();
         rev5.remove(PAYMENT_REQUIRED);
         let only_rev5 = Offer::from_headers(&rev5).unwrap();
-        assert_eq!((only_rev5.session, only_rev5.amount), (session.id, session.amount));
+        assert_eq!((only_rev5.session, only_rev5.amount), (Some(session.id), session.amount));
         assert!(only_rev5.required.is_none());
 
         let mut x402 = headers.clone();
@@ -508,7 +555,7 @@ mod tests {
         for x402 in [true, false] {
             let proof =
                 super::super::Proof::from_headers(&offer.proof_headers(&block, x402)).unwrap().unwrap();
-            assert_eq!((proof.session, proof.block), (session.id, block), "x402: {x402}");
+            assert_eq!((Some(proof.session), proof.block), (Some(session.id), block), "x402: {x402}");
         }
     }
 
