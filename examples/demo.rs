@@ -5,6 +5,7 @@
 //! cargo run --example demo
 //! ```
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
@@ -68,25 +69,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pay_to = merchant.account();
 
     // The paywalled server: /paid costs PRICE, verified through the node's RPC.
-    let verifier = NanoRpcVerifier::builder(NanoRpcClient::new([node.rpc_url()])?).build();
-    let paywall = PaymentRequiredLayer::builder()
-        .pay_to(pay_to)
-        .price(PRICE)
-        .network("nano:dev")
-        .public_base_url("http://127.0.0.1")
-        .description("A paid JSON resource")
-        .verifier(verifier)
+    let verifier = Arc::new(NanoRpcVerifier::builder(NanoRpcClient::new([node.rpc_url()])?).build());
+    let paywall = || {
+        PaymentRequiredLayer::builder()
+            .pay_to(pay_to)
+            .price(PRICE)
+            .network("nano:dev")
+            .public_base_url("http://127.0.0.1")
+            .description("A paid JSON resource")
+            .verifier_shared(verifier.clone())
+    };
+    // /paid takes the hash of a block the client published; /agent also takes a signed block
+    // and publishes it itself (x402 `exact` on Nano, as agent wallets pay).
+    let published = paywall().build()?.json_body();
+    let handed_over = paywall()
+        .accept_signed_blocks(verifier.clone())
+        .work_threshold(nanosession::nano::work::DEV_EPOCH_2)
         .build()?
         .json_body();
-    let app = Router::new().route(
-        "/paid",
-        get(|Extension(p): Extension<VerifiedPayment>| async move {
-            Json(serde_json::json!({"paid": true, "block": p.block.to_string(), "payer": p.payer.to_string(), "amount": p.amount.to_string()}))
-        })
-        .route_layer(paywall),
-    );
+    let handler = |Extension(p): Extension<VerifiedPayment>| async move {
+        Json(
+            serde_json::json!({"paid": true, "block": p.block.to_string(), "payer": p.payer.to_string(), "amount": p.amount.to_string()}),
+        )
+    };
+    let app = Router::new()
+        .route("/paid", get(handler).route_layer(published))
+        .route("/agent", get(handler).route_layer(handed_over));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/paid", listener.local_addr()?);
+    let agent_url = format!("http://{}/agent", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     println!("paywall server  {url} (price {})", xno(PRICE));
 
@@ -101,7 +112,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "   = price {} raw + tag {} (binds the payment to session {}…)",
         offer.price,
         offer.tag,
-        &offer.session.to_string()[..8]
+        &offer.session.map(|s| s.to_string()).unwrap_or_default()[..8]
     );
 
     step(2, "The paying client asks, gets its own challenge, pays it and retries with the proof");
@@ -118,7 +129,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "   its challenge: tag {} for session {}…",
         payment.offer.tag,
-        &payment.offer.session.to_string()[..8]
+        &payment.offer.session.map(|s| s.to_string()).unwrap_or_default()[..8]
     );
     println!("   published send {} ({} raw)", payment.block, payment.offer.amount);
     let receipt = paid.response.headers().get("payment-response").and_then(SettlementResponse::from_header);
@@ -159,6 +170,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         body["reason"].as_str().unwrap_or(""),
         body["error"].as_str().unwrap_or("")
     );
+
+    step(5, "An agent wallet hands over a signed block instead; the server checks and publishes it");
+    let paid = client.get(&agent_url).await?;
+    let payment = paid.payment.clone().expect("the server asked for a payment");
+    println!("   the 402 offers hand-off: {}", payment.offer.accepts_block);
+    println!(
+        "   handed over signed send {} ({} raw), never published by the client",
+        payment.block, payment.offer.amount
+    );
+    println!(
+        "   {} {}; the server published it, confirmed: {}",
+        paid.response.status().as_u16(),
+        paid.response.status().canonical_reason().unwrap_or(""),
+        node.is_confirmed(&payment.block)
+    );
+    if let Some(receipt) =
+        paid.response.headers().get("payment-response").and_then(SettlementResponse::from_header)
+    {
+        println!("   PAYMENT-RESPONSE: success={} transaction={}", receipt.success, receipt.transaction);
+    }
+    show(&node, &rpc, "after ", customer, pay_to).await?;
 
     println!("\ndone in {:.1?}", started.elapsed());
     Ok(())

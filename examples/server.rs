@@ -17,7 +17,7 @@ use nanosession::layer::ConfigError as LayerConfigError;
 use nanosession::nano::{Address, Raw};
 use nanosession::rpc::{NanoRpcClient, RpcConfigError};
 use nanosession::verify::NanoRpcVerifier;
-use nanosession::{PaymentRequiredLayer, VerifiedPayment};
+use nanosession::{PaymentRequiredLayer, Settlement, VerifiedPayment};
 
 /// A start-up problem: one line naming the variable.
 struct ConfigError(String);
@@ -83,10 +83,29 @@ async fn config() -> Result<Config, ConfigError> {
             e => ConfigError(format!("NANO_RPC_URLS is invalid: {e}")),
         },
     )?;
-    let verifier = NanoRpcVerifier::builder(client)
-        .quorum(quorum)
-        .map_err(|e| ConfigError(format!("NANO_RPC_QUORUM is invalid: {e}")))?
-        .build();
+    let verifier = std::sync::Arc::new(
+        NanoRpcVerifier::builder(client)
+            .quorum(quorum)
+            .map_err(|e| ConfigError(format!("NANO_RPC_QUORUM is invalid: {e}")))?
+            .build(),
+    );
+    // Signed-block payments (spec §9), on by default: what Nano agent wallets send.
+    let handoff: bool = parsed("NANOSESSION_HANDOFF", "true")?;
+    let threshold = var("NANOSESSION_WORK_THRESHOLD").unwrap_or_else(|| "fffffff800000000".to_owned());
+    let threshold = match threshold.trim() {
+        t if t.len() == 16 => u64::from_str_radix(t, 16).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| ConfigError("NANOSESSION_WORK_THRESHOLD is invalid: expected 16 hex digits".to_owned()))?;
+    let settlement = match var("NANOSESSION_SETTLEMENT").as_deref() {
+        None | Some("before-service") => Settlement::BeforeService,
+        Some("after-success") => Settlement::AfterSuccess,
+        Some(_) => {
+            return Err(ConfigError(
+                "NANOSESSION_SETTLEMENT is invalid: expected before-service or after-success".to_owned(),
+            ))
+        }
+    };
     let layer = PaymentRequiredLayer::builder()
         .pay_to(pay_to)
         .price(price)
@@ -100,7 +119,11 @@ async fn config() -> Result<Config, ConfigError> {
         .sessions_per_client(per_client, nanosession::layer::client_key::peer_ip)
         .description("A paid JSON resource")
         .stores(stores)
-        .verifier(verifier)
+        .verifier_shared(verifier.clone());
+    let layer = if handoff { layer.accept_signed_blocks(verifier) } else { layer };
+    let layer = layer
+        .work_threshold(threshold)
+        .settlement(settlement)
         .build()
         .map_err(|e| ConfigError(format!("{} is invalid: {e}", variable_of(&e))))?
         .json_body();

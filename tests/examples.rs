@@ -27,6 +27,8 @@ fn the_demo_pays_is_served_and_refuses_the_replay() {
     assert!(out.contains("200 OK"), "{out}");
     assert!(out.contains("PAYMENT-RESPONSE: success=true"), "{out}");
     assert!(out.contains("402 already_spent"), "{out}");
+    assert!(out.contains("the 402 offers hand-off: true"), "{out}");
+    assert!(out.contains("the server published it, confirmed: true"), "{out}");
     let now = out.lines().find(|l| l.trim_start().starts_with("now")).expect("the balances after receiving");
     assert!(
         now.contains("(+0 XNO receivable)") && !now.contains("merchant 0 XNO"),
@@ -296,6 +298,7 @@ fn readme_walkthrough_pays_from_the_printed_payer_and_gets_200() {
             ("NANO_RPC_URLS", &rpc_url),
             ("NANOSESSION_NETWORK", "nano:dev"),
             ("NANOSESSION_STORE", "memory"),
+            ("NANOSESSION_WORK_THRESHOLD", "ffc0000000000000"),
             ("NANOSESSION_LISTEN", &listen),
         ],
     );

@@ -61,6 +61,11 @@ fn every_bad_value_names_its_variable() {
         ("NANOSESSION_LISTEN", "nowhere"),
         ("NANOSESSION_STORE", "mongodb://x"),
         ("NANOSESSION_STORE", "file:"),
+        ("NANOSESSION_WORK_THRESHOLD", "ffffffc0"),
+        ("NANOSESSION_WORK_THRESHOLD", "zzzzzzzzzzzzzzzz"),
+        ("NANOSESSION_WORK_THRESHOLD", "0xfffffff8000000"),
+        ("NANOSESSION_HANDOFF", "maybe"),
+        ("NANOSESSION_SETTLEMENT", "later"),
     ];
     for (name, value) in cases {
         let (code, stderr) = start_with(&[(name, value)]);
