@@ -377,3 +377,61 @@ async fn f1_options_with_a_grpc_body_is_refused_like_a_post() {
     }
     assert_eq!(ledger.calls(), 0);
 }
+
+/// Spec §9 over gRPC: the same hand-off payload in `payment-signature` metadata pays a call;
+/// the layer publishes the block through the mock node, and the block is not served twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_over_block_in_metadata_pays_a_call() {
+    use nanosession::mock_node::{MockNode, MockNodeConfig};
+    use nanosession::nano::{work, PrivateKey, StateBlock};
+    use nanosession::rpc::{block_json, NanoRpcClient};
+    use nanosession::verify::NanoRpcVerifier;
+
+    let node = MockNode::start(MockNodeConfig::default()).unwrap();
+    let verifier = Arc::new(
+        NanoRpcVerifier::builder(NanoRpcClient::new([node.rpc_url()]).unwrap())
+            .poll_interval(std::time::Duration::from_millis(50))
+            .build(),
+    );
+    let layer = PaymentRequiredLayer::builder()
+        .pay_to(merchant())
+        .price_table([(PAID, PRICE)])
+        .unlisted_paths(nanosession::layer::Unlisted::Free)
+        .network("nano:dev")
+        .public_base_url("http://grpc.example")
+        .verifier_shared(verifier.clone())
+        .accept_signed_blocks(verifier)
+        .work_threshold(node.work_thresholds().epoch_2)
+        .build()
+        .unwrap();
+    let addr = serve(layer).await;
+    let mut client = PaywallClient::connect(format!("http://{addr}")).await.unwrap();
+    let status = client.unary(PAID, ping()).await.unwrap_err();
+    let required =
+        PaymentRequired::from_header(&text(status.metadata(), "payment-required").unwrap().parse().unwrap())
+            .unwrap();
+    assert!(required.accepts[0].extra.accepts_block);
+    let key = PrivateKey::from_bytes(rand::random());
+    let frontier = node.fund(&key, Raw::ONE_XNO).await;
+    let left = Raw::ONE_XNO.checked_sub(required.accepts[0].amount).unwrap();
+    let mut block =
+        StateBlock::send(key.public_key(), frontier, key.public_key(), left, merchant().public_key());
+    block.sign(&key);
+    block.work =
+        work::generate(&block.work_root(), node.work_thresholds().epoch_2, &Default::default()).unwrap();
+    let payment = serde_json::json!({
+        "x402Version": 2, "resource": required.resource, "accepted": required.accepts[0],
+        "payload": {"block": block_json(&block)},
+    });
+    let encoded = base64::engine::general_purpose::STANDARD.encode(payment.to_string());
+    let paid = |encoded: &str| {
+        let mut req = ping();
+        req.metadata_mut().insert("payment-signature", encoded.parse().unwrap());
+        req
+    };
+    let res = client.unary(PAID, paid(&encoded)).await.expect("paid by hand-off");
+    assert_eq!(res.get_ref().block, block.hash().to_string());
+    assert!(node.is_confirmed(&block.hash()), "the layer published it");
+    let again = client.unary(PAID, paid(&encoded)).await.unwrap_err();
+    assert_eq!((again.code(), reason_of(&again)), (Code::AlreadyExists, "already_granted"));
+}

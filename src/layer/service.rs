@@ -144,7 +144,7 @@ where
                 let ctx = PaidRequest { price, path, client, grpc };
                 ResponseFuture::gate(match proof {
                     PaidRetry::Published(proof) => Box::pin(gate.pay(proof, ctx, req, inner)),
-                    PaidRetry::Handoff(handoff) => Box::pin(gate.pay_handoff(handoff, ctx, req, inner)),
+                    PaidRetry::Handoff(handoff) => Box::pin(gate.pay_handoff(*handoff, ctx, req, inner)),
                 })
             }
         }

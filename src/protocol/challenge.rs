@@ -495,7 +495,7 @@ mod tests {
         let both = Offer::from_headers(&headers).unwrap();
         assert_eq!(
             (both.session, both.amount, both.price, both.tag),
-            (session.id, session.amount, session.price, session.tag)
+            (Some(session.id), session.amount, session.price, session.tag)
         );
         assert_eq!(both.required.as_ref().unwrap().resource.url, "https://api.example.com/paid?x=1");
         assert_eq!(headers[X_PAYMENT_EXPIRES], "2026-02-13T00:05:00Z");

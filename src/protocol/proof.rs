@@ -33,8 +33,9 @@ pub struct Proof {
 pub enum PaidRetry {
     /// "Block `block` (already published) pays session `session`".
     Published(Proof),
-    /// A signed, unpublished send for the server to check and publish.
-    Handoff(Handoff),
+    /// A signed, unpublished send for the server to check and publish (boxed: a block is
+    /// six times the size of a hash proof).
+    Handoff(Box<Handoff>),
 }
 
 /// A handed-over block and how the client named its session.
@@ -202,7 +203,7 @@ impl PaidRetry {
                 PaidRetry::Published(Proof { session, block, form: ProofForm::Both })
             }
             (None, Some((Wire::Handoff(session, block), form))) => {
-                PaidRetry::Handoff(Handoff { session, block, form })
+                PaidRetry::Handoff(Box::new(Handoff { session, block: *block, form }))
             }
             // Rev 5 headers next to a hand-off must name its computed hash, and its session
             // when it names one.
@@ -211,7 +212,11 @@ impl PaidRetry {
                 if hash != block.hash() || !same_session {
                     return Err(MalformedProof("X-PAYMENT-* and PAYMENT-SIGNATURE disagree"));
                 }
-                PaidRetry::Handoff(Handoff { session: SessionRef::Id(id), block, form: ProofForm::Both })
+                PaidRetry::Handoff(Box::new(Handoff {
+                    session: SessionRef::Id(id),
+                    block: *block,
+                    form: ProofForm::Both,
+                }))
             }
             (Some(_), Some(_)) => return Err(MalformedProof("X-PAYMENT-* and PAYMENT-SIGNATURE disagree")),
         }))
@@ -267,7 +272,7 @@ fn x402_v1() -> MalformedProof {
 #[derive(Debug, PartialEq, Eq)]
 enum Wire {
     Hash(SessionId, BlockHash),
-    Handoff(SessionRef, HandoffBlock),
+    Handoff(SessionRef, Box<HandoffBlock>),
 }
 
 fn parse_signature(value: &str) -> Result<Wire, MalformedProof> {
@@ -307,7 +312,7 @@ fn parse_signature(value: &str) -> Result<Wire, MalformedProof> {
                 ))
             }
         };
-        return Ok(Wire::Handoff(session, block));
+        return Ok(Wire::Handoff(session, Box::new(block)));
     }
     let id = id.ok_or(MalformedProof("accepted.extra.nanoSession.id is missing"))?;
     let parse_hash =
