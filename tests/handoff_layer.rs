@@ -83,6 +83,21 @@ async fn world_with(settlement: Settlement, stores: Stores, confirm_wait: Durati
         process_down: AtomicBool::new(false),
         lose_process_reply: AtomicBool::new(false),
     });
+    let served = Arc::new(AtomicUsize::new(0));
+    let base = serve(&node, &rpc, merchant, stores, settlement, confirm_wait, served.clone()).await;
+    World { node, rpc, base, merchant, served }
+}
+
+/// One paywalled server (an instance) for `merchant` on `node`, publishing through `rpc`.
+async fn serve(
+    node: &MockNode,
+    rpc: &Arc<Node>,
+    merchant: Address,
+    stores: Stores,
+    settlement: Settlement,
+    confirm_wait: Duration,
+    served: Arc<AtomicUsize>,
+) -> String {
     let layer = PaymentRequiredLayer::builder()
         .pay_to(merchant)
         .price(PRICE)
@@ -90,7 +105,7 @@ async fn world_with(settlement: Settlement, stores: Stores, confirm_wait: Durati
         .public_base_url("http://127.0.0.1")
         .confirm_wait(confirm_wait)
         .stores(stores)
-        .verifier(verifier(&node))
+        .verifier(verifier(node))
         .accept_signed_blocks(rpc.clone())
         .work_threshold(node.work_thresholds().epoch_2)
         .settlement(settlement)
@@ -98,8 +113,7 @@ async fn world_with(settlement: Settlement, stores: Stores, confirm_wait: Durati
         .build()
         .unwrap()
         .json_body();
-    let served = Arc::new(AtomicUsize::new(0));
-    let (ok, failing) = (served.clone(), served.clone());
+    let (ok, failing) = (served.clone(), served);
     let app = Router::new()
         .route(
             "/paid",
@@ -119,7 +133,7 @@ async fn world_with(settlement: Settlement, stores: Stores, confirm_wait: Durati
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    World { node, rpc, base, merchant, served }
+    base
 }
 
 async fn world() -> World {
@@ -161,7 +175,11 @@ impl World {
     }
 
     async fn challenge(&self, path: &str) -> Challenge {
-        let res = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        self.challenge_at(&self.base, path).await
+    }
+
+    async fn challenge_at(&self, base: &str, path: &str) -> Challenge {
+        let res = reqwest::get(format!("{base}{path}")).await.unwrap();
         assert_eq!(res.status(), 402);
         let required = PaymentRequired::from_header(res.headers().get("payment-required").unwrap()).unwrap();
         assert!(required.accepts[0].extra.accepts_block, "the 402 announces hand-offs");
@@ -171,15 +189,37 @@ impl World {
 
     /// Hands over `block` for `challenge` (echoing the session id when `echo`).
     async fn hand_over(&self, path: &str, challenge: &Challenge, block: &StateBlock, echo: bool) -> Answer {
+        self.hand_over_at(&self.base, path, challenge, block, echo).await
+    }
+
+    async fn hand_over_at(
+        &self,
+        base: &str,
+        path: &str,
+        challenge: &Challenge,
+        block: &StateBlock,
+        echo: bool,
+    ) -> Answer {
         let mut accepted = serde_json::to_value(&challenge.required.accepts[0]).unwrap();
         if !echo {
             accepted["extra"].as_object_mut().unwrap().remove("nanoSession");
         }
-        self.send(path, &challenge.required, accepted, block).await
+        self.send_at(base, path, &challenge.required, accepted, block).await
     }
 
     async fn send(
         &self,
+        path: &str,
+        required: &PaymentRequired,
+        accepted: Value,
+        block: &StateBlock,
+    ) -> Answer {
+        self.send_at(&self.base, path, required, accepted, block).await
+    }
+
+    async fn send_at(
+        &self,
+        base: &str,
         path: &str,
         required: &PaymentRequired,
         accepted: Value,
@@ -193,7 +233,7 @@ impl World {
         });
         let header = base64::engine::general_purpose::STANDARD.encode(payment.to_string());
         let res = reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
+            .get(format!("{base}{path}"))
             .header("payment-signature", header)
             .send()
             .await
@@ -544,4 +584,68 @@ async fn a_server_without_handoff_refuses_payload_block_with_a_reason() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["reason"], "malformed_payment");
     assert!(body["detail"].as_str().unwrap().contains("does not accept payload.block"), "{body}");
+}
+
+/// Fork protection across instances: two servers sharing one Redis or PostgreSQL store, two
+/// sessions (one issued by each) paid at once with two blocks on one `previous`, each to its own
+/// instance. One grant; the loser is never published.
+async fn fork_across_two_instances(a: Stores, b: Stores) {
+    let w = world_with(Settlement::BeforeService, a, Duration::from_secs(3)).await;
+    let other = serve(
+        &w.node,
+        &w.rpc,
+        w.merchant,
+        b,
+        Settlement::BeforeService,
+        Duration::from_secs(3),
+        w.served.clone(),
+    )
+    .await;
+    let payer = w.payer().await;
+    let c1 = w.challenge("/paid").await;
+    let c2 = w.challenge_at(&other, "/paid").await;
+    let (b1, b2) = (payer.send(&w, &w.merchant, c1.amount), payer.send(&w, &w.merchant, c2.amount));
+    let (a1, a2) = tokio::join!(
+        w.hand_over_at(&w.base, "/paid", &c1, &b1, true),
+        w.hand_over_at(&other, "/paid", &c2, &b2, true)
+    );
+    assert_eq!([&a1, &a2].iter().filter(|a| a.status == 200).count(), 1, "{:?} / {:?}", a1.body, a2.body);
+    let (winner, loser) = if a1.status == 200 { (&b1, &b2) } else { (&b2, &b1) };
+    assert!(w.node.is_confirmed(&winner.hash()));
+    assert!(w.node.block(&loser.hash()).is_none(), "the losing fork was never published");
+    assert_eq!(w.rpc.publishes.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fork_across_two_instances_on_redis_grants_one() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        eprintln!("REDIS_URL is not set: skipping (./scripts/test sets it)");
+        return;
+    };
+    let prefix = format!("nstest_{}_", &nanosession::session::SessionId::generate().to_string()[..12]);
+    let options = nanosession::store::RedisOptions { prefix, ..Default::default() };
+    let open = || async {
+        Stores::shared(
+            nanosession::store::RedisStore::connect_with(&url, options.clone()).await.unwrap(),
+            true,
+        )
+    };
+    fork_across_two_instances(open().await, open().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fork_across_two_instances_on_postgres_grants_one() {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("DATABASE_URL is not set: skipping (./scripts/test sets it)");
+        return;
+    };
+    let table_prefix = format!("nstest_{}_", &nanosession::session::SessionId::generate().to_string()[..12]);
+    let options = nanosession::store::PostgresOptions { table_prefix, ..Default::default() };
+    let open = || async {
+        Stores::shared(
+            nanosession::store::PostgresStore::connect_with(&url, options.clone()).await.unwrap(),
+            true,
+        )
+    };
+    fork_across_two_instances(open().await, open().await).await;
 }
