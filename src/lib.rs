@@ -14,6 +14,8 @@ pub mod rpc;
 pub mod session;
 pub mod store;
 pub mod verify;
+#[cfg(feature = "watcher")]
+pub mod watcher;
 
 pub use layer::{PaymentRequired, PaymentRequiredLayer, Settlement};
 pub use payment::VerifiedPayment;

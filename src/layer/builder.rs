@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub per_session: RateWindow,
     /// Payment with a signed block (spec §9), when enabled.
     pub handoff: Option<HandoffConfig>,
+    /// Retries naming only their session settle with a watcher's match.
+    pub watched_payments: bool,
 }
 
 /// When a handed-over block is published, relative to calling the wrapped service.
@@ -282,6 +284,7 @@ pub struct PaymentRequiredLayerBuilder {
     publisher: Option<Arc<dyn BlockPublisher>>,
     work_threshold: u64,
     settlement: Settlement,
+    watched_payments: bool,
 }
 
 impl Default for PaymentRequiredLayerBuilder {
@@ -310,6 +313,7 @@ impl Default for PaymentRequiredLayerBuilder {
             publisher: None,
             work_threshold: DEFAULT_WORK_THRESHOLD,
             settlement: Settlement::default(),
+            watched_payments: false,
         }
     }
 }
@@ -551,6 +555,18 @@ impl PaymentRequiredLayerBuilder {
         self
     }
 
+    /// Settles retries that name only their session (`X-PAYMENT-SESSION` without a block,
+    /// hash-less settlement) with the payment a
+    /// [`ConfirmationWatcher`](crate::watcher::ConfirmationWatcher) sharing this layer's
+    /// session store matched to it; without a match they get `402 block_not_found` with
+    /// `Retry-After`. Off by default (such a retry is then 400 `malformed_payment`). Retries
+    /// that carry a block the watcher already checked settle without a node round trip
+    /// either way.
+    pub fn accept_watched_payments(mut self, on: bool) -> Self {
+        self.watched_payments = on;
+        self
+    }
+
     /// When a handed-over block is published (default [`Settlement::BeforeService`]).
     pub fn settlement(mut self, settlement: Settlement) -> Self {
         self.settlement = settlement;
@@ -662,6 +678,7 @@ impl PaymentRequiredLayerBuilder {
                 work_threshold: self.work_threshold,
                 settlement: self.settlement,
             }),
+            watched_payments: self.watched_payments,
         };
         Ok(PaymentRequiredLayer { shared: Arc::new(shared), body: EmptyBody })
     }

@@ -28,10 +28,10 @@ use crate::grpc;
 use crate::nano::{BlockHash, Raw};
 use crate::payment::VerifiedPayment;
 use crate::protocol::headers::{EXPOSE_LIST, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_PAYMENT_SESSION};
-use crate::protocol::{MalformedProof, PaidRetry, Proof, Reason, SettlementResponse};
-use crate::session::{random_tag, unix_now, Session};
+use crate::protocol::{MalformedProof, PaidRetry, Proof, ProofForm, Reason, SettlementResponse};
+use crate::session::{random_tag, unix_now, Session, SessionId};
 use crate::store::{Claim, Insert, StoreError, SESSION_GRACE_SECS};
-use crate::verify::{Expected, Rejection};
+use crate::verify::{Confirmation, Expected, Rejection, VerifiedBlock};
 
 /// Random tags tried before scanning for a free `(pay_to, amount)`.
 const RANDOM_TAG_DRAWS: u64 = 8;
@@ -104,6 +104,9 @@ where
 
         // 2. Read the proof: pure parsing, so a bad request never costs I/O.
         let proof = match PaidRetry::from_headers(&parts.headers) {
+            Ok(Some(PaidRetry::Session(_))) if !self.gate.shared.watched_payments => {
+                Err(MalformedProof("X-PAYMENT-BLOCK is missing"))
+            }
             Ok(Some(PaidRetry::Handoff(_))) if self.gate.shared.handoff.is_none() => Err(MalformedProof(
                 "this server does not accept payload.block: publish the block and send payload.proof",
             )),
@@ -145,6 +148,7 @@ where
                 ResponseFuture::gate(match proof {
                     PaidRetry::Published(proof) => Box::pin(gate.pay(proof, ctx, req, inner)),
                     PaidRetry::Handoff(handoff) => Box::pin(gate.pay_handoff(*handoff, ctx, req, inner)),
+                    PaidRetry::Session(id) => Box::pin(gate.pay_watched(id, ctx, req, inner)),
                 })
             }
         }
@@ -354,6 +358,35 @@ impl<M> Gate<M> {
         Ok(self.granted(response, &payment))
     }
 
+    /// A retry naming only its session (hash-less settlement): settled with the payment the
+    /// confirmation watcher recorded for it, else `block_not_found` with `Retry-After` (the
+    /// session is kept: the payment may not be confirmed yet).
+    async fn pay_watched<S, ReqBody, B>(
+        self,
+        id: SessionId,
+        ctx: PaidRequest,
+        req: Request<ReqBody>,
+        inner: S,
+    ) -> Result<Response<B>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<B>>,
+        M: RefusalBody<B>,
+    {
+        let reason = match self.shared.sessions.get_by_key(&id.key()).await {
+            Ok(Some(session)) => match session.watched {
+                Some(watched) => {
+                    let proof = Proof { session: id, block: watched.block, form: ProofForm::Headers };
+                    return self.pay(proof, ctx, req, inner).await;
+                }
+                None if session.is_expired(unix_now()) => Reason::SessionExpired,
+                None => Reason::BlockNotFound,
+            },
+            Ok(None) => Reason::UnknownSession,
+            Err(error) => store_down(error),
+        };
+        Ok(self.refuse(reason, &BlockHash::ZERO, &ctx).await)
+    }
+
     /// The answer to a refused paid retry: a fresh challenge where the reason calls for one,
     /// the earlier grant's receipt for `already_granted`, else the refusal.
     pub(super) async fn refuse<B>(&self, reason: Reason, block: &BlockHash, ctx: &PaidRequest) -> Response<B>
@@ -494,17 +527,32 @@ impl<M> Gate<M> {
             // this point the session may be pruned or its amount reissued.
             let deadline = session.expires_at + SESSION_GRACE_SECS - VERIFY_MARGIN.as_secs();
             let started = Instant::now();
-            let verify = s.verifier.verify(&proof.block, &expected);
-            let verified = if mine {
-                verify.await
-            } else {
-                let left = std::time::Duration::from_secs(deadline.saturating_sub(now));
-                tokio::time::timeout(left, verify).await.unwrap_or_else(|_| {
-                    Err(Rejection::Unavailable("verification cut off at the session's deadline".into()))
-                })
+            let block = match session.watched.filter(|w| w.block == proof.block) {
+                // The 0-RPC path: a confirmation watcher already checked this very block for
+                // this session (first seen included) and recorded it in the shared store.
+                Some(watched) => VerifiedBlock {
+                    hash: watched.block,
+                    payer: watched.payer,
+                    amount: session.amount,
+                    first_seen: watched.first_seen,
+                    confirmation: Confirmation::Watched,
+                },
+                None => {
+                    let verify = s.verifier.verify(&proof.block, &expected);
+                    let verified = if mine {
+                        verify.await
+                    } else {
+                        let left = std::time::Duration::from_secs(deadline.saturating_sub(now));
+                        tokio::time::timeout(left, verify).await.unwrap_or_else(|_| {
+                            Err(Rejection::Unavailable(
+                                "verification cut off at the session's deadline".into(),
+                            ))
+                        })
+                    };
+                    s.metrics.verification(started.elapsed());
+                    verified.map_err(rejection_reason)?
+                }
             };
-            s.metrics.verification(started.elapsed());
-            let block = verified.map_err(rejection_reason)?;
             if !mine && unix_now() > deadline {
                 tracing::warn!(session = %session_tag, "verified past the session's deadline; nothing claimed");
                 return Err(Reason::VerifierUnavailable);

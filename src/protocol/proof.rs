@@ -36,6 +36,9 @@ pub enum PaidRetry {
     /// A signed, unpublished send for the server to check and publish (boxed: a block is
     /// six times the size of a hash proof).
     Handoff(Box<Handoff>),
+    /// Only the session (`X-PAYMENT-SESSION` without `X-PAYMENT-BLOCK`): "settle with the
+    /// payment the server's confirmation watcher saw for it" (hash-less settlement).
+    Session(SessionId),
 }
 
 /// A handed-over block and how the client named its session.
@@ -150,7 +153,8 @@ impl PaidRetry {
     /// let mut h = HeaderMap::new();
     /// assert_eq!(PaidRetry::from_headers(&h), Ok(None));
     /// h.insert("x-payment-session", "9f86d081884c7d659a2feaa0c55ad015".parse().unwrap());
-    /// assert!(PaidRetry::from_headers(&h).is_err()); // the block is missing
+    /// // Only a session: settled if the server's watcher saw its payment (hash-less).
+    /// assert!(matches!(PaidRetry::from_headers(&h), Ok(Some(PaidRetry::Session(_)))));
     /// h.insert("x-payment-block", "87434f8041869a01c8f6f263b87972d7ba443a72e0a97d7a3fd0ccc2358fd6f9".parse().unwrap());
     /// assert!(matches!(PaidRetry::from_headers(&h), Ok(Some(PaidRetry::Published(Proof { .. })))));
     /// ```
@@ -168,7 +172,15 @@ impl PaidRetry {
                 b.parse::<BlockHash>()
                     .map_err(|_| MalformedProof("X-PAYMENT-BLOCK must be 64 hex digits"))?,
             )),
-            (Some(_), None) => return Err(MalformedProof("X-PAYMENT-BLOCK is missing")),
+            (Some(s), None) => {
+                let session = s
+                    .parse::<SessionId>()
+                    .map_err(|_| MalformedProof("X-PAYMENT-SESSION must be 32 hex digits"))?;
+                if signature.is_some() || v1.is_some() {
+                    return Err(MalformedProof("X-PAYMENT-BLOCK is missing"));
+                }
+                return Ok(Some(PaidRetry::Session(session)));
+            }
             (None, Some(_)) => return Err(MalformedProof("X-PAYMENT-SESSION is missing")),
         };
         let x402 = match (signature, v1) {
@@ -241,6 +253,7 @@ impl Proof {
             None => Ok(None),
             Some(PaidRetry::Published(proof)) => Ok(Some(proof)),
             Some(PaidRetry::Handoff(_)) => Err(MalformedProof("expected payload.proof, not payload.block")),
+            Some(PaidRetry::Session(_)) => Err(MalformedProof("X-PAYMENT-BLOCK is missing")),
         }
     }
 }

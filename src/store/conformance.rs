@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use rand::RngCore;
 
-use super::{Claim, HandoffClaim, HandoffRelease, Insert, SessionStore, SpentSet, StoredSession};
+use super::{
+    Claim, HandoffClaim, HandoffRelease, Insert, SessionStore, SpentSet, StoredSession, WatchedPayment,
+};
 use crate::nano::{Address, BlockHash, PublicKey, Raw};
 use crate::session::{unix_now, Session, SessionId, SessionKey};
 
@@ -185,6 +187,40 @@ pub async fn session_find_by_amount(store: Arc<dyn SessionStore>) {
     assert_eq!(store.find_by_amount(&merchant, s.amount, later).await.unwrap(), None, "expired before now");
     assert!(store.take(&s.id).await.unwrap().is_some());
     assert_eq!(store.find_by_amount(&merchant, s.amount, unix_now()).await.unwrap(), None, "taken");
+}
+
+/// `record_payment` sets a session's watched payment once: every lookup returns it, a second
+/// match is refused, a missing session is refused, and racing matches from many tasks leave
+/// exactly one.
+pub async fn session_records_one_payment(store: Arc<dyn SessionStore>) {
+    let merchant = random_merchant();
+    let s = session(merchant, 1_000_000, 9, 0, 300);
+    assert_eq!(store.insert(&s, unix_now()).await.unwrap(), Insert::Inserted);
+    let key = s.id.key();
+    let paid =
+        |n: u8| WatchedPayment { block: BlockHash::from_bytes([n; 32]), payer: merchant, first_seen: 7 };
+    assert_eq!(store.get_by_key(&key).await.unwrap().unwrap().watched, None);
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let store = store.clone();
+            let payment = paid(i as u8 + 1);
+            tokio::spawn(async move { store.record_payment(&key, &payment).await.unwrap() })
+        })
+        .collect();
+    let mut wins = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        if task.await.unwrap() {
+            wins.push(paid(i as u8 + 1));
+        }
+    }
+    assert_eq!(wins.len(), 1, "exactly one of {RACERS} racing matches is recorded");
+    let first = Some(wins[0]);
+    assert_eq!(store.get_by_key(&key).await.unwrap().unwrap().watched, first, "get returns the match");
+    assert_eq!(store.find_by_amount(&merchant, s.amount, unix_now()).await.unwrap().unwrap().watched, first);
+    assert!(!store.record_payment(&key, &paid(200)).await.unwrap(), "the first match stands");
+    assert_eq!(store.take(&s.id).await.unwrap().map(|t| t.id), Some(s.id));
+    assert!(!store.record_payment(&key, &paid(201)).await.unwrap(), "no session, no match");
+    assert!(store.get_by_key(&key).await.unwrap().is_none());
 }
 
 /// A hand-off claim of `hash` on `previous` for `session`, locks held for an hour.
@@ -414,7 +450,7 @@ macro_rules! session_store_conformance {
         $crate::session_store_conformance!(@tests $make;
             session_round_trip, session_amount_is_unique, session_amount_is_unique_under_races,
             session_expired_amount_is_free, session_take_once_under_races,
-            session_prune_removes_only_expired, session_find_by_amount);
+            session_prune_removes_only_expired, session_find_by_amount, session_records_one_payment);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn session_store_is_bounded() {
             let Some(store) = $make.await else {

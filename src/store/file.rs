@@ -14,7 +14,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::{
     Claim, HandoffClaim, HandoffRelease, Insert, Lock, Record, SessionStore, SpentSet, StoreError,
-    StoredSession,
+    StoredSession, WatchedPayment,
 };
 use crate::nano::{Address, BlockHash, Raw};
 use crate::session::{Session, SessionId, SessionKey};
@@ -220,6 +220,30 @@ impl SessionStore for FileStore {
             let taken = remove_session(&tx, &key)?;
             tx.commit()?;
             Ok(taken.map(|r| r.stored(key)))
+        })
+        .await
+    }
+
+    async fn record_payment(&self, key: &SessionKey, payment: &WatchedPayment) -> Result<bool, StoreError> {
+        let (key, payment) = (*key, *payment);
+        self.run(move |db| {
+            let tx = db.begin_write()?;
+            let recorded = {
+                let mut sessions = tx.open_table(SESSIONS)?;
+                let found =
+                    sessions.get(key.as_bytes().as_slice())?.map(|b| decode(b.value())).transpose()?;
+                match found.map(|r| r.stored(key)) {
+                    Some(mut session) if session.watched.is_none() => {
+                        session.watched = Some(payment);
+                        let json = Record::stored_json(&session);
+                        sessions.insert(key.as_bytes().as_slice(), json.as_bytes())?;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            tx.commit()?;
+            Ok(recorded)
         })
         .await
     }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use super::{
     Claim, HandoffClaim, HandoffRelease, Insert, Lock, SessionStore, SpentSet, StoreError, StoredSession,
+    WatchedPayment,
 };
 use crate::nano::{Address, BlockHash, Raw};
 use crate::session::{Session, SessionKey};
@@ -116,6 +117,17 @@ impl SessionStore for MemorySessionStore {
 
     async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
         Ok(self.lock().remove(key))
+    }
+
+    async fn record_payment(&self, key: &SessionKey, payment: &WatchedPayment) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        match s.by_id.get_mut(key) {
+            Some(session) if session.watched.is_none() => {
+                session.watched = Some(*payment);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn find_by_amount(

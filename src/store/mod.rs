@@ -60,6 +60,23 @@ pub struct StoredSession {
     pub created_at: u64,
     /// Unix seconds.
     pub expires_at: u64,
+    /// The confirmed send the confirmation watcher matched to this session, if any
+    /// ([`SessionStore::record_payment`]).
+    pub watched: Option<WatchedPayment>,
+}
+
+/// A confirmed send to the merchant that a confirmation watcher verified (hash from contents,
+/// signature, destination, amount derived from the ledger, first seen after the session was
+/// created) and matched to a pending session by its exact amount. A retry for that session is
+/// settled from it without asking the node again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchedPayment {
+    /// The send block's hash.
+    pub block: BlockHash,
+    /// The account that sent it.
+    pub payer: Address,
+    /// The node's first-seen time of the block (Unix seconds).
+    pub first_seen: u64,
 }
 
 impl StoredSession {
@@ -73,6 +90,7 @@ impl StoredSession {
             amount: session.amount,
             created_at: session.created_at,
             expires_at: session.expires_at,
+            watched: None,
         }
     }
 
@@ -105,10 +123,17 @@ pub(crate) struct Record {
     amount: Raw,
     created_at: u64,
     expires_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    watched: Option<WatchedPayment>,
 }
 
 impl Record {
     pub(crate) fn to_json(s: &Session) -> String {
+        Self::stored_json(&StoredSession::of(s))
+    }
+
+    /// The record of `s` (its key aside), as JSON.
+    pub(crate) fn stored_json(s: &StoredSession) -> String {
         let record = Record {
             pay_to: s.pay_to,
             price: s.price,
@@ -116,6 +141,7 @@ impl Record {
             amount: s.amount,
             created_at: s.created_at,
             expires_at: s.expires_at,
+            watched: s.watched,
         };
         serde_json::to_string(&record).expect("records serialize")
     }
@@ -130,6 +156,7 @@ impl Record {
             amount: self.amount,
             created_at: self.created_at,
             expires_at: self.expires_at,
+            watched: self.watched,
         }
     }
 
@@ -195,6 +222,8 @@ pub enum Insert {
 /// 6. **Amount lookup**: [`find_by_amount`](SessionStore::find_by_amount) returns the stored
 ///    session holding `(pay_to, amount)` (by 1 there is at most one unexpired one), shared by
 ///    every instance.
+/// 7. **One match**: [`record_payment`](SessionStore::record_payment) sets a session's
+///    watched payment at most once, atomically across instances.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores `session` unless its amount is in use or the store is full. `now` decides which
@@ -217,6 +246,13 @@ pub trait SessionStore: Send + Sync + 'static {
         amount: Raw,
         now: u64,
     ) -> Result<Option<StoredSession>, StoreError>;
+
+    /// Records that `payment` pays the session filed under `key` (a confirmation watcher's
+    /// match), so [`get_by_key`](SessionStore::get_by_key) and the other lookups return it in
+    /// [`StoredSession::watched`]. Returns `false`, changing nothing, when no such session is
+    /// stored or it already has a match: the first match stands (a second send of the same
+    /// amount is no payment of this session).
+    async fn record_payment(&self, key: &SessionKey, payment: &WatchedPayment) -> Result<bool, StoreError>;
 
     /// Removes sessions with `expires_at < now`; returns how many were removed.
     async fn prune(&self, now: u64) -> Result<u64, StoreError>;

@@ -30,7 +30,7 @@ use tokio_postgres::config::SslMode;
 
 use super::{
     Claim, HandoffClaim, HandoffRelease, Insert, Lock, Record, SessionStore, SpentSet, StoreError,
-    StoredSession,
+    StoredSession, WatchedPayment,
 };
 use crate::nano::{Address, BlockHash, Raw};
 use crate::session::{Session, SessionId, SessionKey};
@@ -135,6 +135,7 @@ struct Sql {
     spent_prune: String,
     spent_len: String,
     find_session: String,
+    record_payment: String,
     lock_read: String,
     lock_write: String,
     lock_idle: String,
@@ -174,6 +175,8 @@ impl Sql {
             find_session: format!(
                 "SELECT id, data FROM {p}sessions WHERE pay_to = $1 AND amount = $2 AND expires_at >= $3"
             ),
+            // Compare-and-set on the record as read: only another match changes it.
+            record_payment: format!("UPDATE {p}sessions SET data = $2 WHERE id = $1 AND data = $3"),
             lock_read: format!("SELECT hash, until, busy_until FROM {p}locks WHERE lock_key = ANY($1)"),
             lock_write: format!(
                 "INSERT INTO {p}locks (lock_key, hash, until, busy_until) SELECT k, $2, $3, $4 FROM unnest($1::bytea[]) k \
@@ -609,6 +612,24 @@ impl SessionStore for PostgresStore {
             self.adjust_live(-1);
         }
         Ok(session)
+    }
+
+    async fn record_payment(&self, key: &SessionKey, payment: &WatchedPayment) -> Result<bool, StoreError> {
+        let id = key.as_bytes().as_slice();
+        for _ in 0..3 {
+            let Some(row) = self.query_opt(&self.sql.get_session, &[&id]).await? else { return Ok(false) };
+            let old: String = row.get(0);
+            let mut session = decode(&old, key)?;
+            if session.watched.is_some() {
+                return Ok(false);
+            }
+            session.watched = Some(*payment);
+            let new = Record::stored_json(&session);
+            if self.execute(&self.sql.record_payment, &[&id, &new, &old]).await? == 1 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn find_by_amount(

@@ -27,7 +27,7 @@ use redis::{FromRedisValue, Script};
 
 use super::{
     Claim, HandoffClaim, HandoffRelease, Insert, Record, SessionStore, SpentSet, StoreError, StoredSession,
-    SESSION_GRACE_SECS,
+    WatchedPayment, SESSION_GRACE_SECS,
 };
 use crate::nano::{Address, BlockHash, Raw};
 use crate::session::{Session, SessionId, SessionKey};
@@ -173,6 +173,14 @@ if ARGV[3] == 'r' then release(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]) end
 return 0
 "#;
 
+const RECORD: &str = r#"
+-- KEYS: session. ARGV: the record json as read, the record json with the match.
+-- Compare-and-set: a record changed since it was read (another match) is left alone.
+if redis.call('HGET', KEYS[1], 'json') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'json', ARGV[2])
+return 1
+"#;
+
 const FIND: &str = r#"
 -- KEYS: amount reservation. ARGV: session key prefix. Returns {session key, record json}.
 local holder = redis.call('GET', KEYS[1])
@@ -269,6 +277,7 @@ pub struct RedisStore {
     claim_handoff: Script,
     release_handoff: Script,
     find: Script,
+    record: Script,
     prune_spent: Script,
 }
 
@@ -328,6 +337,7 @@ impl RedisStore {
             claim_handoff: Script::new(CLAIM_HANDOFF),
             release_handoff: Script::new(&format!("{RELEASE_FN}{RELEASE_HANDOFF}")),
             find: Script::new(FIND),
+            record: Script::new(RECORD),
             prune_spent: Script::new(PRUNE_SPENT),
         };
         store.check_eviction_policy().await?;
@@ -481,6 +491,19 @@ impl RedisStore {
         json.map(|j| Record::from_json("redis", j.as_bytes(), *key)).transpose()
     }
 
+    /// The stored record text of a session, as written.
+    async fn record_json(&self, key: &SessionKey) -> Result<Option<String>, StoreError> {
+        self.with_timeout(Bound::Ordinary, async {
+            redis::cmd("HGET")
+                .arg(self.session_key(key))
+                .arg("json")
+                .query_async(&mut self.manager.clone())
+                .await
+                .map_err(err)
+        })
+        .await
+    }
+
     fn amount_key(&self, pay_to: &Address, amount: Raw) -> String {
         format!("{}a:{}:{}", self.options.prefix, hex::encode(pay_to.public_key().as_bytes()), amount)
     }
@@ -560,17 +583,26 @@ impl SessionStore for RedisStore {
         })
     }
 
+    async fn record_payment(&self, key: &SessionKey, payment: &WatchedPayment) -> Result<bool, StoreError> {
+        // A few rounds of read and compare-and-set: only another match changes a record.
+        for _ in 0..3 {
+            let Some(json) = self.record_json(key).await? else { return Ok(false) };
+            let mut session = Record::from_json("redis", json.as_bytes(), *key)?;
+            if session.watched.is_some() {
+                return Ok(false);
+            }
+            session.watched = Some(*payment);
+            let args = [json, Record::stored_json(&session)];
+            let set: i64 = self.run(Bound::Decision, &self.record, &[self.session_key(key)], &args).await?;
+            if set == 1 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     async fn get_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
-        let json: Option<String> = self
-            .with_timeout(Bound::Ordinary, async {
-                redis::cmd("HGET")
-                    .arg(self.session_key(key))
-                    .arg("json")
-                    .query_async(&mut self.manager.clone())
-                    .await
-                    .map_err(err)
-            })
-            .await?;
+        let json = self.record_json(key).await?;
         Self::decode(json, key)
     }
 

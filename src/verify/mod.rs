@@ -37,6 +37,9 @@ pub enum Confirmation {
     AlreadyConfirmed,
     /// The block was unconfirmed; the verifier asked the node to confirm it and waited this long.
     ConfirmedAfterWait(Duration),
+    /// A confirmation watcher saw the block confirmed and matched it to the session: settled
+    /// without a node round trip.
+    Watched,
     /// A handed-over block under
     /// [`Settlement::AfterSuccess`](crate::layer::Settlement::AfterSuccess): checked and
     /// claimed, published only once the service answers with a success; its response is

@@ -485,7 +485,9 @@ impl NanoRpcVerifier {
 
 fn waited(confirmation: Confirmation) -> Duration {
     match confirmation {
-        Confirmation::AlreadyConfirmed | Confirmation::AfterResponse => Duration::ZERO,
+        Confirmation::AlreadyConfirmed | Confirmation::AfterResponse | Confirmation::Watched => {
+            Duration::ZERO
+        }
         Confirmation::ConfirmedAfterWait(d) => d,
     }
 }

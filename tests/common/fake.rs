@@ -253,6 +253,15 @@ impl SessionStore for FailingStore {
         self.sessions.take_by_key(key).await
     }
 
+    async fn record_payment(
+        &self,
+        key: &SessionKey,
+        payment: &nanosession::store::WatchedPayment,
+    ) -> Result<bool, StoreError> {
+        self.check(StoreOp::Insert)?;
+        self.sessions.record_payment(key, payment).await
+    }
+
     async fn find_by_amount(
         &self,
         pay_to: &Address,
