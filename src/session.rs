@@ -254,3 +254,9 @@ mod tests {
         assert_eq!(rfc3339(1_770_941_100), "2026-02-13T00:05:00Z");
     }
 }
+
+/// An RFC 3339 time as Unix seconds (fractions dropped); `None` when it does not parse.
+pub(crate) fn parse_rfc3339(value: &str) -> Option<u64> {
+    let at = humantime::parse_rfc3339_weak(value.trim()).ok()?;
+    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
+}

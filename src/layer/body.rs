@@ -72,6 +72,13 @@ pub trait RefusalBody<B>: Clone + Send + Sync + 'static {
 
     /// An empty body, for gRPC refusals (trailers-only responses carry everything in headers).
     fn empty(&self) -> B;
+
+    /// A body of exactly these bytes (the browser paywall's page, its status answers), when
+    /// the body type can carry them; `None` (the default) leaves those features off.
+    fn bytes(&self, bytes: Bytes) -> Option<B> {
+        let _ = bytes;
+        None
+    }
 }
 
 /// Refusals get `B::default()`: an empty body. Works for every body type, including tonic's.
@@ -100,6 +107,10 @@ impl<B: From<Bytes>> RefusalBody<B> for JsonBody {
 
     fn empty(&self) -> B {
         B::from(Bytes::new())
+    }
+
+    fn bytes(&self, bytes: Bytes) -> Option<B> {
+        Some(B::from(bytes))
     }
 }
 

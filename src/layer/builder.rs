@@ -62,6 +62,11 @@ pub(crate) struct Shared {
     pub handoff: Option<HandoffConfig>,
     /// Retries naming only their session settle with a watcher's match.
     pub watched_payments: bool,
+    /// The browser paywall, when enabled.
+    #[cfg(feature = "paywall")]
+    pub paywall: Option<super::paywall::Paywall>,
+    /// Cookies get `Secure` (the public base URL is https).
+    pub secure_cookie: bool,
 }
 
 /// When a handed-over block is published, relative to calling the wrapped service.
@@ -285,6 +290,8 @@ pub struct PaymentRequiredLayerBuilder {
     work_threshold: u64,
     settlement: Settlement,
     watched_payments: bool,
+    #[cfg(feature = "paywall")]
+    paywall: Option<super::paywall::Paywall>,
 }
 
 impl Default for PaymentRequiredLayerBuilder {
@@ -314,6 +321,8 @@ impl Default for PaymentRequiredLayerBuilder {
             work_threshold: DEFAULT_WORK_THRESHOLD,
             settlement: Settlement::default(),
             watched_payments: false,
+            #[cfg(feature = "paywall")]
+            paywall: None,
         }
     }
 }
@@ -567,6 +576,25 @@ impl PaymentRequiredLayerBuilder {
         self
     }
 
+    /// Serves the browser paywall (feature `paywall`): a page with a QR code for requests
+    /// that prefer HTML, the session in a cookie so a reload pays, and a status endpoint the
+    /// page polls. Turns on [`accept_watched_payments`](Self::accept_watched_payments) too:
+    /// run a [`ConfirmationWatcher`](crate::watcher::ConfirmationWatcher) on the same session
+    /// store. Needs a refusal body that can carry bytes (`.json_body()`).
+    ///
+    /// ```
+    /// # use nanosession::{PaymentRequiredLayer, nano::Raw, layer::Paywall};
+    /// # fn demo(b: nanosession::layer::PaymentRequiredLayerBuilder) {
+    /// let builder = b.paywall(Paywall::default().title("Premium article"));
+    /// # let _ = builder; }
+    /// ```
+    #[cfg(feature = "paywall")]
+    pub fn paywall(mut self, paywall: super::paywall::Paywall) -> Self {
+        self.paywall = Some(paywall);
+        self.watched_payments = true;
+        self
+    }
+
     /// When a handed-over block is published (default [`Settlement::BeforeService`]).
     pub fn settlement(mut self, settlement: Settlement) -> Self {
         self.settlement = settlement;
@@ -679,6 +707,9 @@ impl PaymentRequiredLayerBuilder {
                 settlement: self.settlement,
             }),
             watched_payments: self.watched_payments,
+            #[cfg(feature = "paywall")]
+            paywall: self.paywall,
+            secure_cookie: base_url.starts_with("https:"),
         };
         Ok(PaymentRequiredLayer { shared: Arc::new(shared), body: EmptyBody })
     }

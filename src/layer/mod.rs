@@ -10,6 +10,8 @@ mod handoff;
 mod limit;
 mod metrics;
 mod path;
+#[cfg(feature = "paywall")]
+mod paywall;
 mod service;
 
 pub use body::{EmptyBody, FnBody, JsonBody, Refusal, RefusalBody};
@@ -20,4 +22,6 @@ pub use builder::{
 pub use future::ResponseFuture;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use path::{normalize_path, Unlisted};
+#[cfg(feature = "paywall")]
+pub use paywall::{Paywall, PaywallPage, DEFAULT_STATUS_PATH};
 pub use service::PaymentRequired;

@@ -88,6 +88,14 @@ where
         //    send, and tonic or `any()` routes serve it like a POST (review F1). A CORS layer
         //    outside the paywall answers real preflights.
         let (mut parts, body) = req.into_parts();
+        // The paywall page's status endpoint, answered here for the cookie's session only.
+        #[cfg(feature = "paywall")]
+        if let Some(paywall) = &self.gate.shared.paywall {
+            if parts.method == http::Method::GET && parts.uri.path() == paywall.status_path {
+                let (gate, id) = (self.gate.clone(), super::paywall::cookie_session(&parts.headers));
+                return ResponseFuture::gate(Box::pin(async move { Ok(gate.status(id).await) }));
+            }
+        }
         let priced = self.gate.price(&parts);
         if let Ok(None) = priced {
             return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
@@ -95,10 +103,11 @@ where
         // gRPC clients get every refusal as a trailers-only response instead of a 402 (read
         // only off the free path).
         let grpc = grpc::is_grpc(&parts.headers);
+        let reply = Reply { grpc, html: self.gate.wants_page(&parts.headers, grpc) };
         let price = match priced {
             Ok(price) => price.expect("free requests returned above"),
             Err(unpriced) => {
-                return ResponseFuture::ready(self.gate.respond(unpriced.refusal(), HeaderMap::new(), grpc))
+                return ResponseFuture::ready(self.gate.respond(unpriced.refusal(), HeaderMap::new(), reply))
             }
         };
 
@@ -118,7 +127,7 @@ where
                 tracing::info!(reason = "malformed_payment", detail, "payment refused");
                 self.gate.shared.metrics.refusal(Reason::MalformedPayment);
                 let refusal = Refusal { detail: Some(detail), ..Refusal::new(Reason::MalformedPayment) };
-                return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new(), grpc));
+                return ResponseFuture::ready(self.gate.respond(refusal, HeaderMap::new(), reply));
             }
         };
 
@@ -126,9 +135,18 @@ where
         // Whoever asks for sessions, for the per-client bound (any refusal may issue one).
         let client = gate.shared.per_client.as_ref().map(|(key, _)| key(&parts));
         let path = path_of(&parts);
+        // A plain navigation of the paywall page: its cookie names the session.
+        #[cfg(feature = "paywall")]
+        if let (None, Some(_)) = (&proof, &gate.shared.paywall) {
+            if let Some(id) = super::paywall::cookie_session(&parts.headers) {
+                let (req, inner) = (Request::from_parts(parts, body), self.inner.clone());
+                let ctx = PaidRequest { price, path, client, reply };
+                return ResponseFuture::gate(Box::pin(gate.pay_cookie(id, ctx, req, inner)));
+            }
+        }
         match proof {
             None => ResponseFuture::gate(Box::pin(async move {
-                Ok(gate.challenge(Reason::PaymentRequired, price, &path, client, grpc).await)
+                Ok(gate.challenge(Reason::PaymentRequired, price, &path, client, reply).await)
             })),
             Some(proof) => {
                 // Bearer secrets from here on: kept out of `Debug` output and HPACK tables of
@@ -144,7 +162,7 @@ where
                 // permit) stays with `self` for the next request; the paid request drives its
                 // own clone to readiness once it is granted.
                 let inner = self.inner.clone();
-                let ctx = PaidRequest { price, path, client, grpc };
+                let ctx = PaidRequest { price, path, client, reply };
                 ResponseFuture::gate(match proof {
                     PaidRetry::Published(proof) => Box::pin(gate.pay(proof, ctx, req, inner)),
                     PaidRetry::Handoff(handoff) => Box::pin(gate.pay_handoff(*handoff, ctx, req, inner)),
@@ -155,12 +173,20 @@ where
     }
 }
 
+/// How refusals are rendered for this request: gRPC trailers, the browser paywall page, or the
+/// refusal body.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Reply {
+    pub(super) grpc: bool,
+    pub(super) html: bool,
+}
+
 /// What the paid path carries along from [`call`](PaymentRequired::call).
 pub(super) struct PaidRequest {
     pub(super) price: Raw,
     pub(super) path: String,
     pub(super) client: Option<Option<String>>,
-    pub(super) grpc: bool,
+    pub(super) reply: Reply,
 }
 
 /// The request's public URI: under a nested axum router, the one the client sent
@@ -271,7 +297,7 @@ impl<M> Gate<M> {
         price: Raw,
         path: &str,
         client: Option<Option<String>>,
-        grpc: bool,
+        reply: Reply,
     ) -> Response<B>
     where
         M: RefusalBody<B>,
@@ -284,19 +310,36 @@ impl<M> Gate<M> {
             if !window.hit(client.unwrap_or_default()) {
                 tracing::info!(reason = "rate_limited", "too many new sessions for one client");
                 self.shared.metrics.refusal(Reason::RateLimited);
-                return self.respond(Refusal::new(Reason::RateLimited), headers, grpc);
+                return self.respond(Refusal::new(Reason::RateLimited), headers, reply);
             }
         }
         let refusal = match self.issue(price).await {
             Ok(session) => {
                 let required = self.shared.challenge.payment_required(&session, path);
                 self.shared.challenge.write_headers(&session, &required, &mut headers);
+                self.set_cookie(&session, path, reply, &mut headers);
                 self.shared.metrics.challenge();
                 Refusal { challenge: Some(required), ..Refusal::new(reason) }
             }
             Err(reason) => Refusal::new(reason),
         };
-        self.respond(refusal, headers, grpc)
+        self.respond(refusal, headers, reply)
+    }
+
+    /// The paywall page's cookie naming `session`, scoped to the resource and its lifetime.
+    fn set_cookie(&self, session: &Session, path: &str, reply: Reply, headers: &mut HeaderMap) {
+        #[cfg(feature = "paywall")]
+        if reply.html {
+            let max_age = session.expires_at.saturating_sub(unix_now());
+            let cookie = super::paywall::session_cookie(
+                &session.id.to_string(),
+                &cookie_path(path),
+                max_age,
+                self.shared.secure_cookie,
+            );
+            headers.append(http::header::SET_COOKIE, cookie);
+        }
+        let _ = (session, path, reply, headers);
     }
 
     /// Draws a session whose amount no other pending session has, and stores it.
@@ -387,6 +430,101 @@ impl<M> Gate<M> {
         Ok(self.refuse(reason, &BlockHash::ZERO, &ctx).await)
     }
 
+    /// A request whose paywall cookie names a session: settled if the watcher matched a
+    /// payment (the cookie is then cleared), the same session's challenge again while it is
+    /// pending (the page a phone may already have scanned), else a fresh challenge.
+    #[cfg(feature = "paywall")]
+    async fn pay_cookie<S, ReqBody, B>(
+        self,
+        id: SessionId,
+        ctx: PaidRequest,
+        req: Request<ReqBody>,
+        inner: S,
+    ) -> Result<Response<B>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<B>>,
+        M: RefusalBody<B>,
+    {
+        let stored = match self.shared.sessions.get_by_key(&id.key()).await {
+            Ok(stored) => stored,
+            Err(error) => return Ok(self.refuse(store_down(error), &BlockHash::ZERO, &ctx).await),
+        };
+        let pay_to = self.shared.challenge.pay_to();
+        match stored.filter(|s| s.price >= ctx.price && s.pay_to == pay_to) {
+            Some(s) if s.watched.is_some() => {
+                let path = cookie_path(&ctx.path);
+                let mut response = self.pay_watched(id, ctx, req, inner).await?;
+                if response.status().is_success() {
+                    response
+                        .headers_mut()
+                        .append(http::header::SET_COOKIE, super::paywall::clear_cookie(&path));
+                }
+                Ok(response)
+            }
+            Some(s) if !s.is_expired(unix_now()) => {
+                let session = s.with_id(id);
+                let mut headers = HeaderMap::new();
+                let required = self.shared.challenge.payment_required(&session, &ctx.path);
+                self.shared.challenge.write_headers(&session, &required, &mut headers);
+                self.set_cookie(&session, &ctx.path, ctx.reply, &mut headers);
+                let refusal = Refusal { challenge: Some(required), ..Refusal::new(Reason::PaymentRequired) };
+                Ok(self.respond(refusal, headers, ctx.reply))
+            }
+            _ => {
+                Ok(self.challenge(Reason::PaymentRequired, ctx.price, &ctx.path, ctx.client, ctx.reply).await)
+            }
+        }
+    }
+
+    /// The paywall page's status endpoint: the state of the cookie's session, held open (a
+    /// long poll) up to 20 s while it is pending.
+    #[cfg(feature = "paywall")]
+    async fn status<B>(&self, id: Option<SessionId>) -> Response<B>
+    where
+        M: RefusalBody<B>,
+    {
+        const HOLD: std::time::Duration = std::time::Duration::from_secs(20);
+        const EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+        let deadline = tokio::time::Instant::now() + HOLD;
+        let state = loop {
+            let Some(id) = id else { break Ok("unknown") };
+            let state = match self.shared.sessions.get_by_key(&id.key()).await {
+                Ok(Some(s)) if s.watched.is_some() => "paid",
+                Ok(Some(s)) if s.is_expired(unix_now()) => "expired",
+                Ok(Some(_)) => "pending",
+                Ok(None) => "unknown",
+                Err(error) => break Err(store_down(error)),
+            };
+            if state != "pending" || tokio::time::Instant::now() + EVERY >= deadline {
+                break Ok(state);
+            }
+            tokio::time::sleep(EVERY).await;
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let (status, json) = match state {
+            Ok(state) => (StatusCode::OK, format!(r#"{{"state":"{state}"}}"#)),
+            Err(reason) => {
+                (reason.status(), format!(r#"{{"state":"unavailable","reason":"{}"}}"#, reason.code()))
+            }
+        };
+        let body = match self.body.bytes(bytes::Bytes::from(json)) {
+            Some(body) => body,
+            None => {
+                return self.respond(
+                    Refusal::new(Reason::StoreUnavailable),
+                    HeaderMap::new(),
+                    Reply { grpc: false, html: false },
+                )
+            }
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        response
+    }
+
     /// The answer to a refused paid retry: a fresh challenge where the reason calls for one,
     /// the earlier grant's receipt for `already_granted`, else the refusal.
     pub(super) async fn refuse<B>(&self, reason: Reason, block: &BlockHash, ctx: &PaidRequest) -> Response<B>
@@ -395,7 +533,7 @@ impl<M> Gate<M> {
     {
         self.shared.metrics.refusal(reason);
         if reason.fresh_challenge() {
-            self.challenge(reason, ctx.price, &ctx.path, ctx.client.clone(), ctx.grpc).await
+            self.challenge(reason, ctx.price, &ctx.path, ctx.client.clone(), ctx.reply).await
         } else if reason == Reason::AlreadyGranted {
             // The receipt of the earlier grant, so the client knows it must not pay again.
             let mut headers = HeaderMap::new();
@@ -408,9 +546,9 @@ impl<M> Gate<M> {
                 )
             };
             headers.insert(PAYMENT_RESPONSE, receipt.to_header());
-            self.respond(Refusal::new(reason), headers, ctx.grpc)
+            self.respond(Refusal::new(reason), headers, ctx.reply)
         } else {
-            self.respond(Refusal::new(reason), HeaderMap::new(), ctx.grpc)
+            self.respond(Refusal::new(reason), HeaderMap::new(), ctx.reply)
         }
     }
 
@@ -616,7 +754,7 @@ impl<M> Gate<M> {
     /// Renders a refusal: status, `Retry-After`, failed `PAYMENT-RESPONSE` after a proof,
     /// `Cache-Control: no-store`, optional CORS exposure, and the body from the hook; for gRPC
     /// the same headers as metadata of a trailers-only response with `grpc-status`.
-    pub(super) fn respond<B>(&self, refusal: Refusal, mut headers: HeaderMap, grpc: bool) -> Response<B>
+    pub(super) fn respond<B>(&self, refusal: Refusal, mut headers: HeaderMap, reply: Reply) -> Response<B>
     where
         M: RefusalBody<B>,
     {
@@ -634,7 +772,7 @@ impl<M> Gate<M> {
         if self.shared.expose_headers {
             headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_LIST));
         }
-        let mut response = if grpc {
+        let mut response = if reply.grpc {
             // An unlisted path of a denying table is UNIMPLEMENTED (12), a misconfigured price
             // INTERNAL (13).
             let code = match refusal.reason {
@@ -646,13 +784,49 @@ impl<M> Gate<M> {
             grpc::trailers_only(&mut headers, code, &message);
             Response::new(self.body.empty())
         } else {
-            let body = self.body.body(&refusal, &mut headers);
+            let body = match self.page(&refusal, &mut headers, reply) {
+                Some(page) => page,
+                None => self.body.body(&refusal, &mut headers),
+            };
             let mut response = Response::new(body);
             *response.status_mut() = refusal.status;
             response
         };
         *response.headers_mut() = headers;
         response
+    }
+
+    /// The browser paywall page for a refusal carrying a challenge, when the request wants one.
+    #[cfg(feature = "paywall")]
+    fn page<B>(&self, refusal: &Refusal, headers: &mut HeaderMap, reply: Reply) -> Option<B>
+    where
+        M: RefusalBody<B>,
+    {
+        let (paywall, required) = (self.shared.paywall.as_ref()?, refusal.challenge.as_ref()?);
+        if !reply.html {
+            return None;
+        }
+        let page = paywall.page(required, &required.resource.description)?;
+        let mut page_headers = headers.clone();
+        let html = paywall.render(&page, &mut page_headers);
+        let body = self.body.bytes(bytes::Bytes::from(html))?;
+        *headers = page_headers;
+        Some(body)
+    }
+
+    #[cfg(not(feature = "paywall"))]
+    fn page<B>(&self, _: &Refusal, _: &mut HeaderMap, _: Reply) -> Option<B> {
+        None
+    }
+
+    /// Whether refusals of this request get the browser paywall page.
+    pub(super) fn wants_page(&self, headers: &HeaderMap, grpc: bool) -> bool {
+        #[cfg(feature = "paywall")]
+        if self.shared.paywall.is_some() && !grpc {
+            return super::paywall::wants_html(headers);
+        }
+        let _ = (headers, grpc);
+        false
     }
 
     /// Prunes both stores in the background at most once a minute (persistent backends with
@@ -700,5 +874,17 @@ pub(super) fn rejection_reason(rejection: Rejection) -> Reason {
             tracing::warn!(%error, "verifier unavailable");
             Reason::VerifierUnavailable
         }
+    }
+}
+
+/// The cookie `Path` of a resource: its path without the query; `/` when the path holds
+/// characters a cookie attribute cannot.
+#[cfg_attr(not(feature = "paywall"), allow(dead_code))]
+fn cookie_path(path_and_query: &str) -> String {
+    let path = path_and_query.split('?').next().unwrap_or("/");
+    if path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',') {
+        path.to_owned()
+    } else {
+        "/".to_owned()
     }
 }

@@ -325,7 +325,7 @@ impl Offer {
         if session.resource_amount_raw.checked_add(Raw::new(session.tag as u128)) != Some(entry.amount) {
             return Err(MalformedChallenge("amount is not price plus tag"));
         }
-        let stated = parse_expiry(&session.expires_at)
+        let stated = crate::session::parse_rfc3339(&session.expires_at)
             .ok_or(MalformedChallenge("extra.nanoSession.expiresAt is not an RFC 3339 time"))?;
         Ok(Offer {
             session: Some(session.id),
@@ -365,7 +365,8 @@ impl Offer {
             price.checked_add(Raw::new(tag as u128)).ok_or(MalformedChallenge("amount overflows"))?;
         let expires_at = match text(headers, &X_PAYMENT_EXPIRES) {
             Some(value) => Some(
-                parse_expiry(value).ok_or(MalformedChallenge("X-PAYMENT-EXPIRES is not an RFC 3339 time"))?,
+                crate::session::parse_rfc3339(value)
+                    .ok_or(MalformedChallenge("X-PAYMENT-EXPIRES is not an RFC 3339 time"))?,
             ),
             None => None,
         };
@@ -447,12 +448,6 @@ fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
-}
-
-/// An RFC 3339 time as Unix seconds (fractions dropped).
-fn parse_expiry(value: &str) -> Option<u64> {
-    let at = humantime::parse_rfc3339_weak(value.trim()).ok()?;
-    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
 }
 
 fn unix_now() -> u64 {
