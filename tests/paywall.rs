@@ -88,7 +88,7 @@ async fn a_browser_gets_the_page_and_pays_by_reloading() {
     let csp = h["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.starts_with("default-src 'none'"), "{csp}");
     let (cookie, whole) = set_cookie(&res).expect("the session cookie");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/article", "Max-Age="] {
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
         assert!(whole.contains(attribute), "{whole}");
     }
     assert!(!whole.contains("Secure"), "plain http base URL: no Secure");

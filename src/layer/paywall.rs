@@ -4,7 +4,8 @@
 //! address with a copy button, a countdown and a live status. Status and headers stay those of
 //! the 402.
 //!
-//! The session id rides in an `HttpOnly`, `SameSite=Strict` cookie set on that 402, so a plain
+//! The session id rides in an `HttpOnly`, `SameSite=Strict` cookie (`Path=/`, so the status
+//! endpoint receives it; one paywalled session per browser at a time) set on that 402, so a plain
 //! reload can pay: the layer reads the session from the cookie when no proof header is present
 //! and settles it with the payment the [`ConfirmationWatcher`](crate::watcher::ConfirmationWatcher)
 //! matched. The page learns of the payment from the status endpoint (a long poll the layer
@@ -170,9 +171,9 @@ impl Paywall {
 }
 
 /// The `Set-Cookie` of a challenge's session: `HttpOnly`, `SameSite=Strict`, `Secure` over
-/// https, scoped to the resource path and expiring with the session.
-pub(crate) fn session_cookie(id: &str, path: &str, max_age: u64, secure: bool) -> HeaderValue {
-    let mut cookie = format!("{COOKIE}={id}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict");
+/// https, for the whole site (the status endpoint reads it too), expiring with the session.
+pub(crate) fn session_cookie(id: &str, max_age: u64, secure: bool) -> HeaderValue {
+    let mut cookie = format!("{COOKIE}={id}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict");
     if secure {
         cookie.push_str("; Secure");
     }
@@ -182,9 +183,8 @@ pub(crate) fn session_cookie(id: &str, path: &str, max_age: u64, secure: bool) -
 }
 
 /// The `Set-Cookie` that forgets the session once it is paid.
-pub(crate) fn clear_cookie(path: &str) -> HeaderValue {
-    HeaderValue::try_from(format!("{COOKIE}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Strict"))
-        .expect("paths are ASCII")
+pub(crate) fn clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("nanosession=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
 }
 
 /// The session id in the request's cookie, if any.
@@ -246,8 +246,21 @@ fn qr_svg(data: &str) -> String {
         .dark_color(svg::Color("#000000"))
         .light_color(svg::Color("#ffffff"))
         .build();
-    let start = svg.find("<svg").unwrap_or(0);
-    svg[start..].replacen("<svg", "<svg role=\"img\" aria-label=\"QR code of the payment request\"", 1)
+    let svg = &svg[svg.find("<svg").unwrap_or(0)..];
+    // A viewBox, so the page can scale the code without cropping it.
+    let size = |attr: &str| {
+        let rest = &svg[svg.find(&format!(" {attr}=\""))? + attr.len() + 3..];
+        rest[..rest.find('"')?].parse::<u32>().ok()
+    };
+    let view_box = match (size("width"), size("height")) {
+        (Some(w), Some(h)) => format!(" viewBox=\"0 0 {w} {h}\""),
+        _ => String::new(),
+    };
+    svg.replacen(
+        "<svg",
+        &format!("<svg role=\"img\" aria-label=\"QR code of the payment request\"{view_box}"),
+        1,
+    )
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -310,7 +323,7 @@ button {{ margin-top: .4rem; padding: .4rem .8rem; border: 1px solid #bbb; borde
 <button type="button" id="copy" aria-label="Copy the address">Copy address</button>
 <p>Time left: <span id="countdown" data-expires="{expires}">…</span></p>
 <p id="status" role="status" aria-live="polite">Waiting for your payment…</p>
-<p id="expired" class="expired" hidden>This payment request has expired. <a href="">Get a new one</a>.</p>
+<p id="expired" class="expired" hidden>This payment request has expired. <a href="" id="renew">Get a new one</a>.</p>
 </main>
 <script nonce="{n}">
 (() => {{
@@ -319,6 +332,7 @@ button {{ margin-top: .4rem; padding: .4rem .8rem; border: 1px solid #bbb; borde
     navigator.clipboard && navigator.clipboard.writeText(document.getElementById('address').textContent)
       .then(() => {{ status.textContent = 'Address copied.'; }});
   }});
+  document.getElementById('renew').addEventListener('click', (e) => {{ e.preventDefault(); location.reload(); }});
   const expire = () => {{
     status.hidden = true;
     document.getElementById('expired').hidden = false;

@@ -39,6 +39,9 @@ const RANDOM_TAG_DRAWS: u64 = 8;
 /// is at most this (so a small tag space always yields its free tags), and a bound on the
 /// store round trips one 402 can cost otherwise.
 const MAX_TAG_SCAN: u64 = 64;
+/// The least lifetime left for which a paywall reload shows the same session again.
+#[cfg(feature = "paywall")]
+const RESHOW_MIN_LEFT_SECS: u64 = 5;
 /// Seconds between opportunistic prunes of the stores.
 const PRUNE_EVERY_SECS: u64 = 60;
 
@@ -317,7 +320,7 @@ impl<M> Gate<M> {
             Ok(session) => {
                 let required = self.shared.challenge.payment_required(&session, path);
                 self.shared.challenge.write_headers(&session, &required, &mut headers);
-                self.set_cookie(&session, path, reply, &mut headers);
+                self.set_cookie(&session, reply, &mut headers);
                 self.shared.metrics.challenge();
                 Refusal { challenge: Some(required), ..Refusal::new(reason) }
             }
@@ -326,20 +329,17 @@ impl<M> Gate<M> {
         self.respond(refusal, headers, reply)
     }
 
-    /// The paywall page's cookie naming `session`, scoped to the resource and its lifetime.
-    fn set_cookie(&self, session: &Session, path: &str, reply: Reply, headers: &mut HeaderMap) {
+    /// The paywall page's cookie naming `session`, living as long as it. `Path=/`: the status
+    /// endpoint must receive it too (so a browser pays one paywalled session at a time).
+    fn set_cookie(&self, session: &Session, reply: Reply, headers: &mut HeaderMap) {
         #[cfg(feature = "paywall")]
         if reply.html {
             let max_age = session.expires_at.saturating_sub(unix_now());
-            let cookie = super::paywall::session_cookie(
-                &session.id.to_string(),
-                &cookie_path(path),
-                max_age,
-                self.shared.secure_cookie,
-            );
+            let id = session.id.to_string();
+            let cookie = super::paywall::session_cookie(&id, max_age, self.shared.secure_cookie);
             headers.append(http::header::SET_COOKIE, cookie);
         }
-        let _ = (session, path, reply, headers);
+        let _ = (session, reply, headers);
     }
 
     /// Draws a session whose amount no other pending session has, and stores it.
@@ -452,21 +452,20 @@ impl<M> Gate<M> {
         let pay_to = self.shared.challenge.pay_to();
         match stored.filter(|s| s.price >= ctx.price && s.pay_to == pay_to) {
             Some(s) if s.watched.is_some() => {
-                let path = cookie_path(&ctx.path);
                 let mut response = self.pay_watched(id, ctx, req, inner).await?;
                 if response.status().is_success() {
-                    response
-                        .headers_mut()
-                        .append(http::header::SET_COOKIE, super::paywall::clear_cookie(&path));
+                    response.headers_mut().append(http::header::SET_COOKIE, super::paywall::clear_cookie());
                 }
                 Ok(response)
             }
-            Some(s) if !s.is_expired(unix_now()) => {
+            // The same session again only while it is worth paying: one about to expire (the
+            // page already counts it down to zero) is replaced by a fresh one.
+            Some(s) if s.expires_at > unix_now() + RESHOW_MIN_LEFT_SECS => {
                 let session = s.with_id(id);
                 let mut headers = HeaderMap::new();
                 let required = self.shared.challenge.payment_required(&session, &ctx.path);
                 self.shared.challenge.write_headers(&session, &required, &mut headers);
-                self.set_cookie(&session, &ctx.path, ctx.reply, &mut headers);
+                self.set_cookie(&session, ctx.reply, &mut headers);
                 let refusal = Refusal { challenge: Some(required), ..Refusal::new(Reason::PaymentRequired) };
                 Ok(self.respond(refusal, headers, ctx.reply))
             }
@@ -874,17 +873,5 @@ pub(super) fn rejection_reason(rejection: Rejection) -> Reason {
             tracing::warn!(%error, "verifier unavailable");
             Reason::VerifierUnavailable
         }
-    }
-}
-
-/// The cookie `Path` of a resource: its path without the query; `/` when the path holds
-/// characters a cookie attribute cannot.
-#[cfg_attr(not(feature = "paywall"), allow(dead_code))]
-fn cookie_path(path_and_query: &str) -> String {
-    let path = path_and_query.split('?').next().unwrap_or("/");
-    if path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',') {
-        path.to_owned()
-    } else {
-        "/".to_owned()
     }
 }
