@@ -3,6 +3,12 @@
 //!
 //! ```sh
 //! cargo run --example demo
+//! cargo run --example demo -- --browser   # the phone paywall: open the printed URL
+//! ```
+//!
+//! The browser mode listens on `NANOSESSION_LISTEN` (default `127.0.0.1:3000`).
+//!
+//! ```sh
 //! ```
 
 use std::sync::Arc;
@@ -53,6 +59,9 @@ async fn show(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args().any(|a| a == "--browser") {
+        return browser().await;
+    }
     let started = Instant::now();
 
     // The ledger: an in-memory dev network whose blocks confirm 200 ms after they arrive.
@@ -193,5 +202,60 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     show(&node, &rpc, "after ", customer, pay_to).await?;
 
     println!("\ndone in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// The browser paywall against the mock node: serves a priced page with a QR code and prints
+/// the URL to open and the command that pays the URI it shows (as a phone wallet would).
+async fn browser() -> Result<(), Box<dyn std::error::Error>> {
+    use nanosession::layer::{Paywall, Unlisted};
+    use nanosession::watcher::ConfirmationWatcher;
+
+    let listen = std::env::var("NANOSESSION_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let node = MockNode::start(MockNodeConfig::default())?;
+    let merchant = Wallet::from_seed(&Seed::from_bytes(rand::random()), 0).account();
+    // A dev-network seed, printed for the pay command below (never do this with real funds).
+    let phone_seed: [u8; 32] = rand::random();
+    node.fund(&Seed::from_bytes(phone_seed).derive(0), Raw::ONE_XNO).await;
+    let stores = nanosession::store::Stores::memory();
+    let layer = PaymentRequiredLayer::builder()
+        .pay_to(merchant)
+        // Below examples/pay's default limit (0.001 XNO) with the tag.
+        .price_table([("/article", Raw::new(PRICE.get() / 2))])
+        .unlisted_paths(Unlisted::Free)
+        .network("nano:dev")
+        .public_base_url(format!("http://{listen}"))
+        .description("Today's premium article")
+        .stores(stores.clone())
+        .verifier(NanoRpcVerifier::new(NanoRpcClient::new([node.rpc_url()])?))
+        .paywall(Paywall::default().title("Premium article"))
+        .build()?
+        .json_body();
+    let _watcher = ConfirmationWatcher::builder(NanoRpcClient::new([node.rpc_url()])?, stores.sessions)
+        .account(merchant)
+        .websocket(node.ws_url())
+        .spawn();
+    let app = Router::new()
+        .route(
+            "/article",
+            get(|Extension(p): Extension<VerifiedPayment>| async move {
+                axum::response::Html(format!(
+                    "<h1>Today's article</h1><p>Paid by {} with block {}.</p>",
+                    p.payer, p.block
+                ))
+            }),
+        )
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    println!("mock Nano node  {} (WebSocket {})", node.rpc_url(), node.ws_url());
+    println!("open            http://{}/article", listener.local_addr()?);
+    println!("then pay the nano: URI the page shows (as a phone wallet would):");
+    println!(
+        "  NANO_RPC_URLS={} NANO_PAYER_SEED={} cargo run --example pay -- 'nano:…?amount=…'",
+        node.rpc_url(),
+        hex::encode_upper(phone_seed)
+    );
+    println!("the page notices the payment and shows the article. Ctrl-C stops.");
+    axum::serve(listener, app).await?;
     Ok(())
 }

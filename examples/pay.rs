@@ -1,9 +1,12 @@
 //! Pays for one URL: asks for it, pays the 402 from a seed, retries with the proof, prints the
-//! answer. The paying half of the README's walkthrough against the mock node.
+//! answer. The paying half of the README's walkthrough against the mock node. Given a
+//! `nano:ADDRESS?amount=RAW` URI instead (what the browser paywall's QR code holds), it pays
+//! that as a phone wallet would: publishes the send and waits for its confirmation.
 //!
 //! ```sh
 //! export NANO_PAYER_SEED=…   # the line `cargo run --example mock_node` printed
 //! NANO_RPC_URLS=http://127.0.0.1:45000 cargo run --example pay -- http://127.0.0.1:3000/paid
+//! NANO_RPC_URLS=http://127.0.0.1:45000 cargo run --example pay -- 'nano:nano_3…?amount=1000…'
 //! ```
 //!
 //! | variable | meaning | default |
@@ -34,9 +37,15 @@ fn setup() -> Result<(PayingClient, String), String> {
     let mut args = std::env::args().skip(1);
     let url = match (args.next(), args.next()) {
         (Some(url), None) if !url.starts_with('-') => url,
-        _ => return Err("usage: cargo run --example pay -- URL (settings in the environment)".to_owned()),
+        _ => {
+            return Err(
+                "usage: cargo run --example pay -- URL|nano:URI (settings in the environment)".to_owned()
+            )
+        }
     };
-    reqwest::Url::parse(&url).map_err(|e| format!("URL {url:?} is invalid: {e}"))?;
+    if !url.starts_with("nano:") {
+        reqwest::Url::parse(&url).map_err(|e| format!("URL {url:?} is invalid: {e}"))?;
+    }
     // The seed is secret: the error says what is wrong with it, never what it is.
     let seed = var("NANO_PAYER_SEED").ok_or("NANO_PAYER_SEED is required (64 hex digits)")?;
     let seed = Seed::from_hex(&seed).map_err(|_| "NANO_PAYER_SEED is invalid: expected 64 hex digits")?;
@@ -75,6 +84,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(uri) = url.strip_prefix("nano:") {
+        return pay_uri(&client, uri).await;
+    }
     println!("GET {url} as {}", client.wallet().account());
     let paid = match client.get(&url).await {
         Ok(paid) => paid,
@@ -109,5 +121,38 @@ async fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Pays a `nano:ADDRESS?amount=RAW` URI: one published send of exactly that amount.
+async fn pay_uri(client: &PayingClient, uri: &str) -> ExitCode {
+    let parsed = uri.split_once("?amount=").and_then(|(address, amount)| {
+        Some((address.parse::<nanosession::nano::Address>().ok()?, amount.parse::<Raw>().ok()?))
+    });
+    let Some((pay_to, amount)) = parsed else {
+        eprintln!("error: expected nano:ADDRESS?amount=RAW");
+        return ExitCode::from(2);
+    };
+    let offer = nanosession::protocol::Offer {
+        session: None,
+        accepts_block: false,
+        pay_to,
+        amount,
+        price: amount,
+        tag: 0,
+        required: None,
+        expires_at: None,
+        network: None,
+    };
+    println!("paying {amount} raw to {pay_to} from {}", client.wallet().account());
+    match client.pay(&offer).await {
+        Ok(block) => {
+            println!("  paid: send block {block} (published and confirmed)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

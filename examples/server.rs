@@ -5,7 +5,9 @@
 //! NANO_RPC_URLS=http://127.0.0.1:45000 cargo run --example server
 //! ```
 //!
-//! `GET /` and `GET /healthz` are free; `GET /paid` costs `NANOSESSION_PRICE_RAW`.
+//! `GET /` and `GET /healthz` are free; `GET /paid` costs `NANOSESSION_PRICE_RAW`. A browser
+//! opening `/paid` gets the paywall page with a QR code; a confirmation watcher (WebSocket at
+//! `NANO_WS_URL`, else polling the RPC) settles phone payments.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -13,10 +15,11 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use nanosession::layer::ConfigError as LayerConfigError;
+use nanosession::layer::{ConfigError as LayerConfigError, Paywall, DEFAULT_STATUS_PATH};
 use nanosession::nano::{Address, Raw};
 use nanosession::rpc::{NanoRpcClient, RpcConfigError};
 use nanosession::verify::NanoRpcVerifier;
+use nanosession::watcher::ConfirmationWatcher;
 use nanosession::{PaymentRequiredLayer, Settlement, VerifiedPayment};
 
 /// A start-up problem: one line naming the variable.
@@ -41,6 +44,8 @@ where
 struct Config {
     listen: SocketAddr,
     layer: PaymentRequiredLayer<nanosession::layer::JsonBody>,
+    /// Runs while the server does.
+    _watcher: Option<ConfirmationWatcher>,
 }
 
 async fn config() -> Result<Config, ConfigError> {
@@ -83,6 +88,24 @@ async fn config() -> Result<Config, ConfigError> {
             e => ConfigError(format!("NANO_RPC_URLS is invalid: {e}")),
         },
     )?;
+    // The confirmation watcher (WebSocket if NANO_WS_URL is set, else polling) and the
+    // browser paywall it makes payable from a phone, on by default.
+    let paywall: bool = parsed("NANOSESSION_PAYWALL", "true")?;
+    let ws_url = var("NANO_WS_URL");
+    if let Some(url) = &ws_url {
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(ConfigError("NANO_WS_URL is invalid: expected ws:// or wss://".to_owned()));
+        }
+    }
+    let watcher = paywall.then(|| {
+        let builder = ConfirmationWatcher::builder(client.clone(), stores.sessions.clone())
+            .account(pay_to)
+            .timestamp_skew(Duration::from_secs(skew));
+        match &ws_url {
+            Some(url) => builder.websocket(url.trim()).spawn(),
+            None => builder.spawn(),
+        }
+    });
     let verifier = std::sync::Arc::new(
         NanoRpcVerifier::builder(client)
             .quorum(quorum)
@@ -121,13 +144,14 @@ async fn config() -> Result<Config, ConfigError> {
         .stores(stores)
         .verifier_shared(verifier.clone());
     let layer = if handoff { layer.accept_signed_blocks(verifier) } else { layer };
+    let layer = if paywall { layer.paywall(Paywall::default()) } else { layer };
     let layer = layer
         .work_threshold(threshold)
         .settlement(settlement)
         .build()
         .map_err(|e| ConfigError(format!("{} is invalid: {e}", variable_of(&e))))?
         .json_body();
-    Ok(Config { listen, layer })
+    Ok(Config { listen, layer, _watcher: watcher })
 }
 
 /// The environment variable behind a configuration the layer refused.
@@ -173,7 +197,9 @@ async fn main() {
         }
     };
     let app = Router::new()
-        .route("/paid", get(paid).route_layer(config.layer))
+        .route("/paid", get(paid).route_layer(config.layer.clone()))
+        // The paywall page polls this; the layer answers it before the route would.
+        .route(DEFAULT_STATUS_PATH, get(|| async { http::StatusCode::NOT_FOUND }).route_layer(config.layer))
         .route("/", get(|| async { "nanosession example server: GET /paid costs Nano\n" }))
         .route("/healthz", get(|| async { "ok\n" }));
     let listener = match tokio::net::TcpListener::bind(config.listen).await {

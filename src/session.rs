@@ -197,6 +197,12 @@ pub fn rfc3339(unix: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
 }
 
+/// An RFC 3339 time as Unix seconds (fractions dropped); `None` when it does not parse.
+pub(crate) fn parse_rfc3339(value: &str) -> Option<u64> {
+    let at = humantime::parse_rfc3339_weak(value.trim()).ok()?;
+    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,10 +259,4 @@ mod tests {
     fn rfc3339_format() {
         assert_eq!(rfc3339(1_770_941_100), "2026-02-13T00:05:00Z");
     }
-}
-
-/// An RFC 3339 time as Unix seconds (fractions dropped); `None` when it does not parse.
-pub(crate) fn parse_rfc3339(value: &str) -> Option<u64> {
-    let at = humantime::parse_rfc3339_weak(value.trim()).ok()?;
-    Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
 }

@@ -345,3 +345,59 @@ fn readme_walkthrough_pays_from_the_printed_payer_and_gets_200() {
     });
     drop(server);
 }
+
+/// `cargo run --example demo -- --browser` serves the paywall; its printed pay command pays the
+/// `nano:` URI the page shows (as a phone would), and the page's cookie then gets the article.
+#[test]
+fn the_browser_demo_serves_a_payable_page_and_its_pay_command_pays_it() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let demo = Running::start("demo", &["--browser"], &[("NANOSESSION_LISTEN", &listen)]);
+    let lines = demo.until("the page notices");
+    let command = lines.iter().find(|l| l.contains("NANO_PAYER_SEED=")).expect("the pay command");
+    let var = |name: &str| {
+        command.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).unwrap().to_owned()
+    };
+    let (rpc, seed) = (var("NANO_RPC_URLS"), var("NANO_PAYER_SEED"));
+    let url = format!("http://{listen}/article");
+    assert!(lines.iter().any(|l| l.contains(&url)), "the URL to open: {lines:#?}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let http = reqwest::Client::new();
+    let (cookie, uri) = rt.block_on(async {
+        let page = http.get(&url).header("accept", "text/html").send().await.unwrap();
+        assert_eq!(page.status(), 402);
+        let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let html = page.text().await.unwrap();
+        let uri = html
+            .split("href=\"")
+            .find(|s| s.starts_with("nano:"))
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        (cookie, uri)
+    });
+    let out = Command::new(example("pay"))
+        .env_clear()
+        .env("NANO_RPC_URLS", &rpc)
+        .env("NANO_PAYER_SEED", &seed)
+        .arg(&uri)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "pay failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("published and confirmed"), "{stdout}");
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let res =
+                http.get(&url).header("accept", "text/html").header("cookie", &cookie).send().await.unwrap();
+            if res.status() == 200 {
+                assert!(res.text().await.unwrap().contains("Today's article"));
+                break;
+            }
+            assert!(Instant::now() < deadline, "the paid page never appeared");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}

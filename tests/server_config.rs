@@ -66,6 +66,8 @@ fn every_bad_value_names_its_variable() {
         ("NANOSESSION_WORK_THRESHOLD", "0xfffffff8000000"),
         ("NANOSESSION_HANDOFF", "maybe"),
         ("NANOSESSION_SETTLEMENT", "later"),
+        ("NANOSESSION_PAYWALL", "sometimes"),
+        ("NANO_WS_URL", "http://127.0.0.1:47000"),
     ];
     for (name, value) in cases {
         let (code, stderr) = start_with(&[(name, value)]);

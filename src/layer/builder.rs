@@ -66,6 +66,7 @@ pub(crate) struct Shared {
     #[cfg(feature = "paywall")]
     pub paywall: Option<super::paywall::Paywall>,
     /// Cookies get `Secure` (the public base URL is https).
+    #[cfg(feature = "paywall")]
     pub secure_cookie: bool,
 }
 
@@ -709,6 +710,7 @@ impl PaymentRequiredLayerBuilder {
             watched_payments: self.watched_payments,
             #[cfg(feature = "paywall")]
             paywall: self.paywall,
+            #[cfg(feature = "paywall")]
             secure_cookie: base_url.starts_with("https:"),
         };
         Ok(PaymentRequiredLayer { shared: Arc::new(shared), body: EmptyBody })

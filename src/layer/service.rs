@@ -181,6 +181,7 @@ where
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Reply {
     pub(super) grpc: bool,
+    #[cfg_attr(not(feature = "paywall"), allow(dead_code))]
     pub(super) html: bool,
 }
 

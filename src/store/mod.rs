@@ -116,6 +116,7 @@ impl StoredSession {
 /// What persistent backends write of a session: a [`StoredSession`] without its key (the key
 /// is where the record is filed).
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(not(any(feature = "file", feature = "redis", feature = "postgres")), allow(dead_code))]
 pub(crate) struct Record {
     pay_to: Address,
     price: Raw,
@@ -127,6 +128,7 @@ pub(crate) struct Record {
     watched: Option<WatchedPayment>,
 }
 
+#[cfg_attr(not(any(feature = "file", feature = "redis", feature = "postgres")), allow(dead_code))]
 impl Record {
     pub(crate) fn to_json(s: &Session) -> String {
         Self::stored_json(&StoredSession::of(s))
@@ -160,6 +162,7 @@ impl Record {
         }
     }
 
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     pub(crate) fn from_json(
         backend: &'static str,
         json: &[u8],
@@ -415,6 +418,7 @@ pub(crate) struct Lock {
     pub(crate) busy_until: u64,
 }
 
+#[cfg_attr(not(any(feature = "file", feature = "postgres")), allow(dead_code))]
 impl Lock {
     /// The lock `claim` writes.
     pub(crate) fn of(claim: &HandoffClaim) -> Self {
