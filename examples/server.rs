@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use nanosession::layer::{ConfigError as LayerConfigError, Paywall, DEFAULT_STATUS_PATH};
+use nanosession::layer::{ConfigError as LayerConfigError, Paywall};
 use nanosession::nano::{Address, Raw};
 use nanosession::rpc::{NanoRpcClient, RpcConfigError};
 use nanosession::verify::NanoRpcVerifier;
@@ -197,9 +197,7 @@ async fn main() {
         }
     };
     let app = Router::new()
-        .route("/paid", get(paid).route_layer(config.layer.clone()))
-        // The paywall page polls this; the layer answers it before the route would.
-        .route(DEFAULT_STATUS_PATH, get(|| async { http::StatusCode::NOT_FOUND }).route_layer(config.layer))
+        .route("/paid", get(paid).route_layer(config.layer))
         .route("/", get(|| async { "nanosession example server: GET /paid costs Nano\n" }))
         .route("/healthz", get(|| async { "ok\n" }));
     let listener = match tokio::net::TcpListener::bind(config.listen).await {

@@ -88,7 +88,7 @@ async fn a_browser_gets_the_page_and_pays_by_reloading() {
     let csp = h["content-security-policy"].to_str().unwrap().to_owned();
     assert!(csp.starts_with("default-src 'none'"), "{csp}");
     let (cookie, whole) = set_cookie(&res).expect("the session cookie");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/article;", "Max-Age="] {
         assert!(whole.contains(attribute), "{whole}");
     }
     assert!(!whole.contains("Secure"), "plain http base URL: no Secure");
@@ -120,7 +120,7 @@ async fn a_browser_gets_the_page_and_pays_by_reloading() {
     assert_eq!(again.headers()["x-payment-session"].to_str().unwrap(), session, "the same session");
 
     // The status endpoint answers for the cookie's session; the phone pays the URI.
-    let status = format!("{}/.well-known/nanosession/status", s.base);
+    let status = format!("{}/article?nanosession=status", s.base);
     let started = std::time::Instant::now();
     let key = PrivateKey::from_bytes(rand::random());
     let frontier = s.node.fund(&key, Raw::ONE_XNO).await;
@@ -179,7 +179,7 @@ async fn api_clients_still_get_json_and_expired_pages_get_a_fresh_session() {
     let first = page.headers()["x-payment-session"].to_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let status = http
-        .get(format!("{}/.well-known/nanosession/status", s.base))
+        .get(format!("{}/article?nanosession=status", s.base))
         .header("cookie", &cookie)
         .send()
         .await

@@ -23,5 +23,5 @@ pub use future::ResponseFuture;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use path::{normalize_path, Unlisted};
 #[cfg(feature = "paywall")]
-pub use paywall::{Paywall, PaywallPage, DEFAULT_STATUS_PATH};
+pub use paywall::{Paywall, PaywallPage, DEFAULT_STATUS_QUERY};
 pub use service::PaymentRequired;

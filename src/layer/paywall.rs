@@ -4,8 +4,8 @@
 //! address with a copy button, a countdown and a live status. Status and headers stay those of
 //! the 402.
 //!
-//! The session id rides in an `HttpOnly`, `SameSite=Strict` cookie (`Path=/`, so the status
-//! endpoint receives it; one paywalled session per browser at a time) set on that 402, so a plain
+//! The session id rides in an `HttpOnly`, `SameSite=Strict` cookie scoped to the resource's
+//! path (the status endpoint is that path with `?nanosession=status`) set on that 402, so a plain
 //! reload can pay: the layer reads the session from the cookie when no proof header is present
 //! and settles it with the payment the [`ConfirmationWatcher`](crate::watcher::ConfirmationWatcher)
 //! matched. The page learns of the payment from the status endpoint (a long poll the layer
@@ -25,8 +25,8 @@ use crate::protocol::PaymentRequired;
 
 /// The cookie carrying the session id of the page's challenge.
 pub const COOKIE: &str = "nanosession";
-/// The default path of the status endpoint.
-pub const DEFAULT_STATUS_PATH: &str = "/.well-known/nanosession/status";
+/// The default query that turns a request for the resource into one for its status.
+pub const DEFAULT_STATUS_QUERY: &str = "nanosession=status";
 
 /// Everything a page shows, computed by the layer; what a [`Paywall::template`] receives.
 #[derive(Clone, Debug)]
@@ -49,8 +49,9 @@ pub struct PaywallPage {
     pub qr_svg: String,
     /// When the session expires (Unix seconds).
     pub expires_at: u64,
-    /// Where the page asks whether it was paid.
-    pub status_path: String,
+    /// Where the page asks whether it was paid: `?` and the status query, relative to the
+    /// page's own URL.
+    pub status_url: String,
     /// The nonce the response's `Content-Security-Policy` allows for inline script and style.
     pub nonce: String,
 }
@@ -70,7 +71,7 @@ pub struct Paywall {
     pub(crate) title: Option<String>,
     pub(crate) description: Option<String>,
     pub(crate) accent: String,
-    pub(crate) status_path: String,
+    pub(crate) status_query: String,
     pub(crate) template: Option<Arc<Template>>,
 }
 
@@ -80,7 +81,7 @@ impl Default for Paywall {
             title: None,
             description: None,
             accent: "#209ce9".to_owned(),
-            status_path: DEFAULT_STATUS_PATH.to_owned(),
+            status_query: DEFAULT_STATUS_QUERY.to_owned(),
             template: None,
         }
     }
@@ -90,7 +91,7 @@ impl std::fmt::Debug for Paywall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Paywall")
             .field("title", &self.title)
-            .field("status_path", &self.status_path)
+            .field("status_query", &self.status_query)
             .field("template", &self.template.is_some())
             .finish_non_exhaustive()
     }
@@ -115,11 +116,17 @@ impl Paywall {
         self
     }
 
-    /// Where the status endpoint is served (default [`DEFAULT_STATUS_PATH`]). The layer must
-    /// see requests to it: wrap the router (`.layer`), not only the priced route.
-    pub fn status_path(mut self, path: impl Into<String>) -> Self {
-        self.status_path = path.into();
+    /// The query of the status endpoint, served at the resource's own path (default
+    /// [`DEFAULT_STATUS_QUERY`]: `GET /article?nanosession=status`), so the cookie can be
+    /// scoped to the resource and a `route_layer` sees it too.
+    pub fn status_query(mut self, query: impl Into<String>) -> Self {
+        self.status_query = query.into();
         self
+    }
+
+    /// Whether a request is for the status endpoint.
+    pub(crate) fn is_status(&self, parts: &http::request::Parts) -> bool {
+        parts.method == http::Method::GET && parts.uri.query() == Some(self.status_query.as_str())
     }
 
     /// Replaces the whole page: `template` gets the computed [`PaywallPage`] and returns HTML.
@@ -144,7 +151,7 @@ impl Paywall {
             qr_svg: qr_svg(&uri),
             uri,
             expires_at: crate::session::parse_rfc3339(&session.expires_at).unwrap_or(0),
-            status_path: self.status_path.clone(),
+            status_url: format!("?{}", self.status_query),
             nonce: nonce(),
         })
     }
@@ -171,9 +178,10 @@ impl Paywall {
 }
 
 /// The `Set-Cookie` of a challenge's session: `HttpOnly`, `SameSite=Strict`, `Secure` over
-/// https, for the whole site (the status endpoint reads it too), expiring with the session.
-pub(crate) fn session_cookie(id: &str, max_age: u64, secure: bool) -> HeaderValue {
-    let mut cookie = format!("{COOKIE}={id}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict");
+/// https, scoped to the resource path (its status endpoint shares it) and expiring with the
+/// session.
+pub(crate) fn session_cookie(id: &str, path: &str, max_age: u64, secure: bool) -> HeaderValue {
+    let mut cookie = format!("{COOKIE}={id}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict");
     if secure {
         cookie.push_str("; Secure");
     }
@@ -183,8 +191,20 @@ pub(crate) fn session_cookie(id: &str, max_age: u64, secure: bool) -> HeaderValu
 }
 
 /// The `Set-Cookie` that forgets the session once it is paid.
-pub(crate) fn clear_cookie() -> HeaderValue {
-    HeaderValue::from_static("nanosession=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+pub(crate) fn clear_cookie(path: &str) -> HeaderValue {
+    HeaderValue::try_from(format!("{COOKIE}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Strict"))
+        .expect("cookie paths are checked to be visible ASCII")
+}
+
+/// The cookie `Path` of a resource: its path without the query; `/` when the path holds
+/// characters a cookie attribute cannot.
+pub(crate) fn cookie_path(path_and_query: &str) -> String {
+    let path = path_and_query.split('?').next().unwrap_or("/");
+    if path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',') {
+        path.to_owned()
+    } else {
+        "/".to_owned()
+    }
 }
 
 /// The session id in the request's cookie, if any.
@@ -364,7 +384,7 @@ button {{ margin-top: .4rem; padding: .4rem .8rem; border: 1px solid #bbb; borde
         raw = p.amount_raw,
         qr = p.qr_svg,
         expires = p.expires_at,
-        status_path = serde_json::to_string(&p.status_path).unwrap_or_else(|_| "\"/\"".into()),
+        status_path = serde_json::to_string(&p.status_url).unwrap_or_else(|_| "\"?\"".into()),
     );
     html
 }

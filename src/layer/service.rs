@@ -94,7 +94,7 @@ where
         // The paywall page's status endpoint, answered here for the cookie's session only.
         #[cfg(feature = "paywall")]
         if let Some(paywall) = &self.gate.shared.paywall {
-            if parts.method == http::Method::GET && parts.uri.path() == paywall.status_path {
+            if paywall.is_status(&parts) {
                 let (gate, id) = (self.gate.clone(), super::paywall::cookie_session(&parts.headers));
                 return ResponseFuture::gate(Box::pin(async move { Ok(gate.status(id).await) }));
             }
@@ -321,7 +321,7 @@ impl<M> Gate<M> {
             Ok(session) => {
                 let required = self.shared.challenge.payment_required(&session, path);
                 self.shared.challenge.write_headers(&session, &required, &mut headers);
-                self.set_cookie(&session, reply, &mut headers);
+                self.set_cookie(&session, path, reply, &mut headers);
                 self.shared.metrics.challenge();
                 Refusal { challenge: Some(required), ..Refusal::new(reason) }
             }
@@ -330,17 +330,16 @@ impl<M> Gate<M> {
         self.respond(refusal, headers, reply)
     }
 
-    /// The paywall page's cookie naming `session`, living as long as it. `Path=/`: the status
-    /// endpoint must receive it too (so a browser pays one paywalled session at a time).
-    fn set_cookie(&self, session: &Session, reply: Reply, headers: &mut HeaderMap) {
+    /// The paywall page's cookie naming `session`, scoped to the resource and its lifetime.
+    fn set_cookie(&self, session: &Session, path: &str, reply: Reply, headers: &mut HeaderMap) {
         #[cfg(feature = "paywall")]
         if reply.html {
             let max_age = session.expires_at.saturating_sub(unix_now());
-            let id = session.id.to_string();
-            let cookie = super::paywall::session_cookie(&id, max_age, self.shared.secure_cookie);
+            let (id, path) = (session.id.to_string(), super::paywall::cookie_path(path));
+            let cookie = super::paywall::session_cookie(&id, &path, max_age, self.shared.secure_cookie);
             headers.append(http::header::SET_COOKIE, cookie);
         }
-        let _ = (session, reply, headers);
+        let _ = (session, path, reply, headers);
     }
 
     /// Draws a session whose amount no other pending session has, and stores it.
@@ -453,9 +452,12 @@ impl<M> Gate<M> {
         let pay_to = self.shared.challenge.pay_to();
         match stored.filter(|s| s.price >= ctx.price && s.pay_to == pay_to) {
             Some(s) if s.watched.is_some() => {
+                let path = super::paywall::cookie_path(&ctx.path);
                 let mut response = self.pay_watched(id, ctx, req, inner).await?;
                 if response.status().is_success() {
-                    response.headers_mut().append(http::header::SET_COOKIE, super::paywall::clear_cookie());
+                    response
+                        .headers_mut()
+                        .append(http::header::SET_COOKIE, super::paywall::clear_cookie(&path));
                 }
                 Ok(response)
             }
@@ -466,7 +468,7 @@ impl<M> Gate<M> {
                 let mut headers = HeaderMap::new();
                 let required = self.shared.challenge.payment_required(&session, &ctx.path);
                 self.shared.challenge.write_headers(&session, &required, &mut headers);
-                self.set_cookie(&session, ctx.reply, &mut headers);
+                self.set_cookie(&session, &ctx.path, ctx.reply, &mut headers);
                 let refusal = Refusal { challenge: Some(required), ..Refusal::new(Reason::PaymentRequired) };
                 Ok(self.respond(refusal, headers, ctx.reply))
             }
