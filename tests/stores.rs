@@ -45,6 +45,38 @@ mod file {
     );
     nanosession::spent_set_conformance!(async { Arc::new(FileStore::open(path()).await.unwrap()) });
 
+    /// Group commit: 256 concurrent inserts and claims are all applied and durable (they
+    /// survive reopening), in far fewer write transactions (fsyncs) than operations.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_share_commits_and_stay_durable() {
+        let path = path();
+        let store = Arc::new(FileStore::open_with_capacity(&path, 1_000).await.unwrap());
+        let before = store.commits();
+        let merchant = random_merchant();
+        let sessions: Vec<_> = (0..128).map(|tag| session(merchant, 1_000_000, tag, 0, 300)).collect();
+        let hashes: Vec<_> = (0..128).map(|_| random_hash()).collect();
+        let mut tasks = Vec::new();
+        for (s, h) in sessions.iter().cloned().zip(hashes.iter().copied()) {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let inserted = store.insert(&s, nanosession::session::unix_now()).await.unwrap();
+                let claimed = store.claim(&h, &s.id, u64::MAX).await.unwrap();
+                (inserted, claimed)
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), (Insert::Inserted, nanosession::store::Claim::New));
+        }
+        let commits = store.commits() - before;
+        assert!(commits < 256, "256 writes took {commits} commits: no group commit");
+        drop(store);
+        let reopened = FileStore::open(&path).await.unwrap();
+        for (s, h) in sessions.iter().zip(&hashes) {
+            assert!(reopened.get(&s.id).await.unwrap().is_some(), "every insert is durable");
+            assert_eq!(reopened.owner(h).await.unwrap(), Some(s.id.key()), "every claim is durable");
+        }
+    }
+
     /// F20: the redb file holds no session id, in any form.
     #[tokio::test]
     async fn no_session_id_in_the_file() {
