@@ -43,15 +43,23 @@ impl fmt::Debug for Seed {
 /// A Nano private key (ed25519 with Blake2b-512). Its `Debug` form never shows the key.
 #[derive(Clone)]
 pub struct PrivateKey {
-    secret: Zeroizing<[u8; 32]>,
+    /// Expanded once: signing then skips the Blake2b-512 expansion and the public-key
+    /// multiplication (zeroized when the last clone drops).
+    expanded: std::sync::Arc<ExpandedSecretKey>,
+    verifying: VerifyingKey,
     public: PublicKey,
 }
 
 impl PrivateKey {
     /// Wraps private key bytes and derives the public key.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        let (_, vk) = expand(&bytes);
-        PrivateKey { secret: Zeroizing::new(bytes), public: PublicKey::from_bytes(vk.to_bytes()) }
+        let bytes = Zeroizing::new(bytes);
+        let (esk, vk) = expand(&bytes);
+        PrivateKey {
+            expanded: std::sync::Arc::new(esk),
+            verifying: vk,
+            public: PublicKey::from_bytes(vk.to_bytes()),
+        }
     }
 
     /// Parses 64 hex digits.
@@ -66,8 +74,7 @@ impl PrivateKey {
 
     /// Signs a block hash (deterministic, as the node does).
     pub fn sign(&self, hash: &BlockHash) -> Signature {
-        let (esk, vk) = expand(&self.secret);
-        Signature(raw_sign::<Blake2b512>(&esk, hash.as_bytes(), &vk).to_bytes())
+        Signature(raw_sign::<Blake2b512>(&self.expanded, hash.as_bytes(), &self.verifying).to_bytes())
     }
 }
 
@@ -139,7 +146,10 @@ mod tests {
         ];
         for (seed, index, private, address) in cases {
             let key = Seed::from_hex(seed).unwrap().derive(index);
-            assert_eq!(hex::encode_upper(*key.secret), private);
+            let expected = PrivateKey::from_hex(private).unwrap();
+            assert_eq!(key.public_key(), expected.public_key(), "the derived private key is {private}");
+            let hash = BlockHash::from_bytes([index as u8; 32]);
+            assert_eq!(key.sign(&hash).0, expected.sign(&hash).0);
             assert_eq!(crate::nano::Address::from(key.public_key()).to_string(), address);
         }
     }
