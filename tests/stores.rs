@@ -295,6 +295,32 @@ mod postgres {
     nanosession::session_store_conformance!(optional: store(64), capacity = 64);
     nanosession::spent_set_conformance!(optional: store(64));
 
+    /// The once-a-second recount of pending sessions runs once however many concurrent 402s
+    /// find the count stale (the load run: every one of them recounted, 22 ms each).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_stale_count_is_recounted_once_not_by_every_insert() {
+        let Ok(url) = std::env::var("DATABASE_URL") else { return };
+        let options =
+            PostgresOptions { table_prefix: super::unique_prefix(), pool_size: 16, ..Default::default() };
+        let store = Arc::new(PostgresStore::connect_with(&url, options).await.unwrap());
+        let merchant = nanosession::store::conformance::random_merchant();
+        let tasks: Vec<_> = (0..64u64)
+            .map(|tag| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let s = nanosession::store::conformance::session(merchant, 1_000_000, tag, 0, 300);
+                    nanosession::store::SessionStore::insert(&*store, &s, nanosession::session::unix_now())
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), nanosession::store::Insert::Inserted);
+        }
+        assert!(store.recounts() <= 2, "{} recounts for 64 concurrent inserts", store.recounts());
+    }
+
     /// Fork protection shared by instances: two pools (instances) on one set of tables race
     /// hand-offs on one `previous`, and submissions of one block; one claim each time.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

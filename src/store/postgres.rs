@@ -106,6 +106,11 @@ struct LiveCount {
     counted: i64,
     at: Instant,
     delta: i64,
+    /// A recount is running: everyone else uses the estimate meanwhile (one count per
+    /// instance per interval, not one per concurrent 402 that saw it stale).
+    recounting: bool,
+    /// Recounts run so far (for monitoring and tests).
+    recounts: u64,
 }
 
 /// How long an exact count is trusted (other instances' changes show up after this).
@@ -436,7 +441,13 @@ impl PostgresStore {
             .build()
             .map_err(err)?;
         let stale = Instant::now().checked_sub(RECOUNT_EVERY).unwrap_or_else(Instant::now);
-        let live = Arc::new(Mutex::new(LiveCount { counted: 0, at: stale, delta: 0 }));
+        let live = Arc::new(Mutex::new(LiveCount {
+            counted: 0,
+            at: stale,
+            delta: 0,
+            recounting: false,
+            recounts: 0,
+        }));
         let store = PostgresStore { pool, sql: Sql::new(p), options, live };
         store.create_schema().await?;
         store.check_replication().await?;
@@ -500,20 +511,30 @@ impl PostgresStore {
     /// last count is older than [`RECOUNT_EVERY`], or when the estimate reaches `cap` and the
     /// last count is older than [`FULL_RECHECK`].
     async fn estimate_live(&self, now: i64, cap: i64) -> Result<i64, StoreError> {
-        let estimate = {
-            let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
             let age = live.at.elapsed();
             let estimate = live.counted + live.delta;
-            (age < RECOUNT_EVERY && (estimate < cap || age < FULL_RECHECK)).then_some(estimate)
-        };
-        if let Some(estimate) = estimate {
-            return Ok(estimate);
+            let fresh = age < RECOUNT_EVERY && (estimate < cap || age < FULL_RECHECK);
+            if fresh || live.recounting {
+                return Ok(estimate);
+            }
+            live.recounting = true;
+            live.recounts += 1;
         }
-        let counted: i64 =
-            self.query_opt(&self.sql.count_live, &[&now, &cap]).await?.map_or(0, |row| row.get(0));
-        *self.live.lock().unwrap_or_else(|e| e.into_inner()) =
-            LiveCount { counted, at: Instant::now(), delta: 0 };
+        let counted = self.query_opt(&self.sql.count_live, &[&now, &cap]).await;
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.recounting = false;
+        let counted: i64 = counted?.map_or(0, |row| row.get(0));
+        // Inserts and takes that finished during the count are in it or in `delta`; keeping
+        // `delta` would count them twice, dropping it may miss some: the count wins, as before.
+        (live.counted, live.at, live.delta) = (counted, Instant::now(), 0);
         Ok(counted)
+    }
+
+    /// How many exact recounts of pending sessions this instance has run.
+    pub fn recounts(&self) -> u64 {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).recounts
     }
 
     fn adjust_live(&self, by: i64) {
