@@ -210,11 +210,16 @@ async fn run(mut core: Core, websocket: Option<String>, poll_interval: Duration)
                 }
                 Err(error) => tracing::warn!(%error, "confirmation WebSocket unavailable; polling"),
             }
-            // Down: poll through the back-off, then try again.
-            let until = tokio::time::Instant::now() + backoff;
-            core.poll().await;
-            tokio::time::sleep_until(until.max(tokio::time::Instant::now() + poll_interval.min(backoff)))
-                .await;
+            // Down: poll at the poll interval until the back-off has passed, then reconnect.
+            let reconnect_at = tokio::time::Instant::now() + backoff;
+            loop {
+                core.poll().await;
+                if tokio::time::Instant::now() + poll_interval >= reconnect_at {
+                    tokio::time::sleep_until(reconnect_at).await;
+                    break;
+                }
+                tokio::time::sleep(poll_interval).await;
+            }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         } else {
             core.poll().await;

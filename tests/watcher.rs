@@ -259,6 +259,29 @@ async fn without_a_websocket_the_watcher_polls() {
     assert_eq!(settle(&p, &session).await.0, 200);
 }
 
+/// A configured WebSocket that is down for good: the watcher keeps polling at its poll
+/// interval through its growing reconnect back-off, so a payment is matched within a few polls
+/// even seconds into the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_websocket_is_down_the_watcher_polls_at_its_interval() {
+    let node = MockNode::start(MockNodeConfig::default()).unwrap();
+    let stores = Stores::memory();
+    let p = paywall(stores.clone(), merchant()).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let w = watcher(&node, stores.sessions.clone(), p.merchant, Some(format!("ws://{dead}")));
+    // Long enough for the reconnect back-off to pass several seconds.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let (session, amount) = challenge(&p).await;
+    Phone::new(&node).await.pay(&node, &p.merchant, amount);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while w.stats().matched == 0 {
+        assert!(Instant::now() < deadline, "not matched within 2 s of polling: {:?}", w.stats());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(w.stats().connections, 0);
+    assert_eq!(settle(&p, &session).await.0, 200);
+}
+
 /// A WebSocket that lies: a notification whose signature does not verify, one whose contents
 /// do not hash to the announced hash, and one that claims the session's amount for a real send
 /// of 1 raw. None is matched; the real ledger (RPC) decides the amount.

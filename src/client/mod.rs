@@ -508,7 +508,7 @@ impl PayingClient {
             match self.pay_with_retries(&offer).await {
                 Ok(block) => {
                     let payment = Payment { offer, block, attempts: 0, url };
-                    return self.send_paid(&request, payment).await;
+                    return self.send_paid(&request, payment, None).await;
                 }
                 Err(ClientError::SessionTooShort { left, margin }) if fresh < MAX_FRESH_CHALLENGES => {
                     fresh += 1;
@@ -549,7 +549,7 @@ impl PayingClient {
             }
         }
         payment.attempts = 0;
-        self.send_paid(&request, payment).await
+        self.send_paid(&request, payment, None).await
     }
 
     /// The block of a session whose publication is uncertain, if any.
@@ -560,40 +560,64 @@ impl PayingClient {
         }
     }
 
-    /// The paid retry loop: the same proof, to the URL that answered 402, without redirects,
-    /// until a final answer, the retry limit, or the session's expiry plus grace.
+    /// The paid retry loop: the same proof (the published block's hash, or with `handed_over`
+    /// the headers carrying the signed block itself), to the URL that answered 402, without
+    /// redirects, until a final answer, the retry limit, or the session's expiry plus grace.
+    ///
+    /// A handed-over block may never have left this process and the server: after a refusal,
+    /// or a final answer without its receipt, a node that does not know it means nothing was
+    /// published, so the budget is refunded and the payment forgotten.
     async fn send_paid(
         &self,
         request: &reqwest::Request,
         mut payment: Payment,
+        handed_over: Option<reqwest::header::HeaderMap>,
     ) -> Result<PaidResponse, ClientError> {
         let inner = &*self.inner;
         let give_up = payment.offer.expires_at.map(|at| at.saturating_add(EXPIRY_GRACE_SECS));
+        let headers = match &handed_over {
+            Some(headers) => headers.clone(),
+            None => payment.offer.proof_headers(&payment.block, inner.x402),
+        };
+        let unpublished = |payment: &Payment| {
+            let hash = payment.block;
+            async move { handed_over.is_some() && matches!(inner.node.block_info(&hash).await, Ok(None)) }
+        };
         let mut sent = 0;
         loop {
             sent += 1;
             payment.attempts += 1;
             let Some(mut retry) = request.try_clone() else {
+                if unpublished(&payment).await {
+                    inner.wallet.refund(payment.offer.amount);
+                    return Err(ClientError::NotRetryable);
+                }
                 return Err(after(payment, ClientError::NotRetryable));
             };
             *retry.url_mut() = payment.url.clone();
-            retry.headers_mut().extend(payment.offer.proof_headers(&payment.block, inner.x402));
+            retry.headers_mut().extend(headers.clone());
             let (cause, retry_after) = match inner.paid_http.execute(retry).await {
                 Ok(response) => {
                     let status = response.status();
                     let receipt = receipt(&response);
-                    let granted_before = receipt.as_ref().is_some_and(|r| {
+                    let granted = receipt.as_ref().is_some_and(|r| {
                         r.success && r.transaction.eq_ignore_ascii_case(&payment.block.to_string())
                     });
                     if status == StatusCode::CONFLICT {
                         let reason = refusal_reason(response).await;
-                        if reason == "already_granted" || granted_before {
+                        if reason == "already_granted" || granted {
                             return Err(ClientError::AlreadyGranted { payment: Box::new(payment), receipt });
                         }
                         return Err(after(payment, ClientError::Refused { status: 409, reason }));
                     }
                     if !matches!(status.as_u16(), 402 | 429 | 503) {
-                        // The server's final answer (a redirect is returned, not followed).
+                        // The server's final answer (a redirect is returned, not followed). One
+                        // without this block's receipt after a hand-off (a server settling after
+                        // success whose service failed) may have published nothing.
+                        if !granted && unpublished(&payment).await {
+                            inner.wallet.refund(payment.offer.amount);
+                            return Ok(PaidResponse { response, payment: None });
+                        }
                         return Ok(PaidResponse { response, payment: Some(payment) });
                     }
                     let retry_after = response
@@ -603,9 +627,16 @@ impl PayingClient {
                         .map(Duration::from_secs);
                     let reason = refusal_reason(response).await;
                     let retryable = matches!(status.as_u16(), 429 | 503)
-                        || matches!(reason.as_str(), "block_not_confirmed" | "block_not_found");
+                        || matches!(
+                            reason.as_str(),
+                            "block_not_confirmed" | "block_not_found" | "payment_in_flight"
+                        );
                     let cause = ClientError::Refused { status: status.as_u16(), reason };
                     if !retryable {
+                        if unpublished(&payment).await {
+                            inner.wallet.refund(payment.offer.amount);
+                            return Err(cause);
+                        }
                         return Err(after(payment, cause));
                     }
                     (cause, retry_after)
@@ -777,74 +808,9 @@ impl PayingClient {
             }
         };
         let headers = offer.handoff_headers(&block);
-        let give_up = offer.expires_at.map(|at| at.saturating_add(EXPIRY_GRACE_SECS));
-        let mut payment = Payment { offer, block: block.hash(), attempts: 0, url };
+        let payment = Payment { offer, block: block.hash(), attempts: 0, url };
         tracing::info!(block = %payment.block, "handing the signed block over");
-        loop {
-            payment.attempts += 1;
-            let Some(mut retry) = request.try_clone() else {
-                inner.wallet.refund(payment.offer.amount);
-                return Err(ClientError::NotRetryable);
-            };
-            *retry.url_mut() = payment.url.clone();
-            retry.headers_mut().extend(headers.clone());
-            let (cause, retry_after) = match inner.paid_http.execute(retry).await {
-                Ok(response) => {
-                    let status = response.status();
-                    let receipt = receipt(&response);
-                    let granted = receipt.as_ref().is_some_and(|r| {
-                        r.success && r.transaction.eq_ignore_ascii_case(&payment.block.to_string())
-                    });
-                    if status == StatusCode::CONFLICT {
-                        let reason = refusal_reason(response).await;
-                        if reason == "already_granted" || granted {
-                            return Err(ClientError::AlreadyGranted { payment: Box::new(payment), receipt });
-                        }
-                        return Err(after(payment, ClientError::Refused { status: 409, reason }));
-                    }
-                    if !matches!(status.as_u16(), 402 | 429 | 503) {
-                        // A final answer. Without a receipt for this block (a server settling
-                        // after success whose service failed) the block was not published.
-                        if !granted && matches!(inner.node.block_info(&payment.block).await, Ok(None)) {
-                            inner.wallet.refund(payment.offer.amount);
-                            return Ok(PaidResponse { response, payment: None });
-                        }
-                        return Ok(PaidResponse { response, payment: Some(payment) });
-                    }
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let reason = refusal_reason(response).await;
-                    let cause = ClientError::Refused { status: status.as_u16(), reason: reason.clone() };
-                    let retryable = matches!(status.as_u16(), 429 | 503)
-                        || matches!(reason.as_str(), "block_not_confirmed" | "payment_in_flight");
-                    if !retryable {
-                        // Refused: before publishing (the node does not know the block, which
-                        // never left this process and the server: the money is still ours),
-                        // or after (the payment stands, the caller decides).
-                        if matches!(inner.node.block_info(&payment.block).await, Ok(None)) {
-                            inner.wallet.refund(payment.offer.amount);
-                            return Err(cause);
-                        }
-                        return Err(after(payment, cause));
-                    }
-                    (cause, retry_after)
-                }
-                Err(e) => (http_error(e), None),
-            };
-            let now = unix_now();
-            if payment.attempts > inner.max_retries || give_up.is_some_and(|at| now >= at) {
-                return Err(after(payment, cause));
-            }
-            let mut wait = retry_after.unwrap_or(Duration::from_secs(1)).min(inner.max_retry_after);
-            if let Some(at) = give_up {
-                wait = wait.min(Duration::from_secs(at - now));
-            }
-            tracing::info!(cause = %cause, ?wait, "handing the same block over again");
-            tokio::time::sleep(wait).await;
-        }
+        self.send_paid(request, payment, Some(headers)).await
     }
 
     /// A signed send with work, on the account's current frontier.

@@ -15,20 +15,18 @@
 //! With [`Settlement::AfterSuccess`] the wrapped service is called between the ledger checks
 //! and publishing, and its response is held until the block is confirmed.
 
-use std::time::Instant;
-
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::RefusalBody;
-use super::builder::{HandoffConfig, Settlement, VERIFY_MARGIN};
+use super::builder::{HandoffConfig, Settlement};
 use super::service::{rejection_reason, store_down, Gate, PaidRequest};
 use crate::payment::VerifiedPayment;
 use crate::protocol::{Handoff, Reason, SessionRef};
 use crate::session::unix_now;
 use crate::store::{Claim, HandoffClaim, HandoffRelease, StoredSession, SESSION_GRACE_SECS};
 use crate::verify::handoff::{check_ledger, verify_local, HandoffExpected, NodeError};
-use crate::verify::{Confirmation, Expected, Rejection};
+use crate::verify::{Confirmation, Rejection};
 
 /// The most one attempt holds its lease: a crashed instance's lease lapses after this, and a
 /// concurrent submission of the same block then proceeds (publishing is idempotent and the
@@ -254,20 +252,7 @@ impl<M> Gate<M> {
         // 10. Confirmation, by the layer's verifier: confirmed, destination, and the amount
         //     as the node derives it, all checked again on the ledger's own copy.
         let kept = |reason| Stop::refused(reason, HandoffRelease::Kept);
-        let wanted = Expected {
-            pay_to: session.pay_to,
-            amount: session.amount,
-            not_before: session.created_at.saturating_sub(s.timestamp_skew.as_secs()),
-            confirm_wait: s.confirm_wait,
-        };
-        let started = Instant::now();
-        let verify = s.verifier.verify(&hash, &wanted);
-        let deadline = session.expires_at + SESSION_GRACE_SECS - VERIFY_MARGIN.as_secs();
-        let left = std::time::Duration::from_secs(deadline.saturating_sub(unix_now()));
-        let verified = tokio::time::timeout(left, verify).await.unwrap_or_else(|_| {
-            Err(Rejection::Unavailable("confirmation cut off at the session's deadline".into()))
-        });
-        s.metrics.verification(started.elapsed());
+        let verified = self.verify(&hash, session, true).await;
         let verified = match verified {
             Ok(verified) if verified.hash == hash && verified.amount == session.amount => verified,
             Ok(_) => return Err(kept(Reason::InvalidBlock)),

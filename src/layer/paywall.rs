@@ -137,13 +137,13 @@ impl Paywall {
     }
 
     /// The page for a challenge, or `None` when the challenge names no session.
-    pub(crate) fn page(&self, required: &PaymentRequired, description: &str) -> Option<PaywallPage> {
+    pub(crate) fn page(&self, required: &PaymentRequired) -> Option<PaywallPage> {
         let accepted = required.accepts.first()?;
         let session = accepted.extra.nano_session.as_ref()?;
         let uri = format!("nano:{}?amount={}", accepted.pay_to, accepted.amount);
         Some(PaywallPage {
             title: self.title.clone().unwrap_or_else(|| "Payment required".to_owned()),
-            description: self.description.clone().unwrap_or_else(|| description.to_owned()),
+            description: self.description.clone().unwrap_or_else(|| required.resource.description.clone()),
             resource: required.resource.url.clone(),
             amount_xno: accepted.amount.to_xno_string(),
             amount_raw: accepted.amount,

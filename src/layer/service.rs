@@ -30,7 +30,7 @@ use crate::payment::VerifiedPayment;
 use crate::protocol::headers::{EXPOSE_LIST, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X_PAYMENT_SESSION};
 use crate::protocol::{MalformedProof, PaidRetry, Proof, ProofForm, Reason, SettlementResponse};
 use crate::session::{random_tag, unix_now, Session, SessionId};
-use crate::store::{Claim, Insert, StoreError, SESSION_GRACE_SECS};
+use crate::store::{Claim, Insert, StoreError, StoredSession, SESSION_GRACE_SECS};
 use crate::verify::{Confirmation, Expected, Rejection, VerifiedBlock};
 
 /// Random tags tried before scanning for a free `(pay_to, amount)`.
@@ -306,7 +306,7 @@ impl<M> Gate<M> {
     where
         M: RefusalBody<B>,
     {
-        let mut headers = HeaderMap::new();
+        let headers = HeaderMap::new();
         // One client cannot fill the store and lock every payer out (review F10).
         // Requests the key cannot name share one bound, so a missing header or peer address
         // never turns the bound off.
@@ -317,17 +317,31 @@ impl<M> Gate<M> {
                 return self.respond(Refusal::new(Reason::RateLimited), headers, reply);
             }
         }
-        let refusal = match self.issue(price).await {
+        match self.issue(price).await {
             Ok(session) => {
-                let required = self.shared.challenge.payment_required(&session, path);
-                self.shared.challenge.write_headers(&session, &required, &mut headers);
-                self.set_cookie(&session, path, reply, &mut headers);
                 self.shared.metrics.challenge();
-                Refusal { challenge: Some(required), ..Refusal::new(reason) }
+                self.show(&session, reason, path, reply, headers)
             }
-            Err(reason) => Refusal::new(reason),
-        };
-        self.respond(refusal, headers, reply)
+            Err(reason) => self.respond(Refusal::new(reason), headers, reply),
+        }
+    }
+
+    /// The 402 of `session`: both header forms, the paywall cookie, the body or page.
+    fn show<B>(
+        &self,
+        session: &Session,
+        reason: Reason,
+        path: &str,
+        reply: Reply,
+        mut headers: HeaderMap,
+    ) -> Response<B>
+    where
+        M: RefusalBody<B>,
+    {
+        let required = self.shared.challenge.payment_required(session, path);
+        self.shared.challenge.write_headers(session, &required, &mut headers);
+        self.set_cookie(session, path, reply, &mut headers);
+        self.respond(Refusal { challenge: Some(required), ..Refusal::new(reason) }, headers, reply)
     }
 
     /// The paywall page's cookie naming `session`, scoped to the resource and its lifetime.
@@ -451,9 +465,10 @@ impl<M> Gate<M> {
         };
         let pay_to = self.shared.challenge.pay_to();
         match stored.filter(|s| s.price >= ctx.price && s.pay_to == pay_to) {
-            Some(s) if s.watched.is_some() => {
+            Some(StoredSession { watched: Some(watched), .. }) => {
                 let path = super::paywall::cookie_path(&ctx.path);
-                let mut response = self.pay_watched(id, ctx, req, inner).await?;
+                let proof = Proof { session: id, block: watched.block, form: ProofForm::Headers };
+                let mut response = self.pay(proof, ctx, req, inner).await?;
                 if response.status().is_success() {
                     response
                         .headers_mut()
@@ -464,13 +479,7 @@ impl<M> Gate<M> {
             // The same session again only while it is worth paying: one about to expire (the
             // page already counts it down to zero) is replaced by a fresh one.
             Some(s) if s.expires_at > unix_now() + RESHOW_MIN_LEFT_SECS => {
-                let session = s.with_id(id);
-                let mut headers = HeaderMap::new();
-                let required = self.shared.challenge.payment_required(&session, &ctx.path);
-                self.shared.challenge.write_headers(&session, &required, &mut headers);
-                self.set_cookie(&session, &ctx.path, ctx.reply, &mut headers);
-                let refusal = Refusal { challenge: Some(required), ..Refusal::new(Reason::PaymentRequired) };
-                Ok(self.respond(refusal, headers, ctx.reply))
+                Ok(self.show(&s.with_id(id), Reason::PaymentRequired, &ctx.path, ctx.reply, HeaderMap::new()))
             }
             _ => {
                 Ok(self.challenge(Reason::PaymentRequired, ctx.price, &ctx.path, ctx.client, ctx.reply).await)
@@ -511,15 +520,16 @@ impl<M> Gate<M> {
                 (reason.status(), format!(r#"{{"state":"unavailable","reason":"{}"}}"#, reason.code()))
             }
         };
-        let body = match self.body.bytes(bytes::Bytes::from(json)) {
-            Some(body) => body,
-            None => {
-                return self.respond(
-                    Refusal::new(Reason::StoreUnavailable),
-                    HeaderMap::new(),
-                    Reply { grpc: false, html: false },
-                )
-            }
+        let Some(body) = self.body.bytes(bytes::Bytes::from(json)) else {
+            // A body type that cannot carry bytes (`EmptyBody`): a server misconfiguration.
+            let refusal = Refusal {
+                reason: None,
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: "The paywall's status endpoint needs a refusal body that carries bytes (json_body).",
+                detail: None,
+                challenge: None,
+            };
+            return self.respond(refusal, HeaderMap::new(), Reply { grpc: false, html: false });
         };
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -657,16 +667,9 @@ impl<M> Gate<M> {
                 return Err(Reason::RateLimited);
             }
 
-            let expected = Expected {
-                pay_to: session.pay_to,
-                amount: session.amount,
-                not_before: session.created_at.saturating_sub(s.timestamp_skew.as_secs()),
-                confirm_wait: s.confirm_wait,
-            };
             // The verification must end while the session is still kept for it (F13): past
             // this point the session may be pruned or its amount reissued.
-            let deadline = session.expires_at + SESSION_GRACE_SECS - VERIFY_MARGIN.as_secs();
-            let started = Instant::now();
+            let deadline = deadline(&session);
             let block = match session.watched.filter(|w| w.block == proof.block) {
                 // The 0-RPC path: a confirmation watcher already checked this very block for
                 // this session (first seen included) and recorded it in the shared store.
@@ -677,21 +680,7 @@ impl<M> Gate<M> {
                     first_seen: watched.first_seen,
                     confirmation: Confirmation::Watched,
                 },
-                None => {
-                    let verify = s.verifier.verify(&proof.block, &expected);
-                    let verified = if mine {
-                        verify.await
-                    } else {
-                        let left = std::time::Duration::from_secs(deadline.saturating_sub(now));
-                        tokio::time::timeout(left, verify).await.unwrap_or_else(|_| {
-                            Err(Rejection::Unavailable(
-                                "verification cut off at the session's deadline".into(),
-                            ))
-                        })
-                    };
-                    s.metrics.verification(started.elapsed());
-                    verified.map_err(rejection_reason)?
-                }
+                None => self.verify(&proof.block, &session, !mine).await.map_err(rejection_reason)?,
             };
             if !mine && unix_now() > deadline {
                 tracing::warn!(session = %session_tag, "verified past the session's deadline; nothing claimed");
@@ -721,6 +710,36 @@ impl<M> Gate<M> {
             };
             Ok(Claimed { payment, claim })
         }
+    }
+
+    /// Asks the verifier whether `hash` pays `session` (exact amount, first seen after the
+    /// session less the skew, confirmed within the confirm wait), cut off at the session's
+    /// [`deadline`] when `cut`.
+    pub(super) async fn verify(
+        &self,
+        hash: &BlockHash,
+        session: &StoredSession,
+        cut: bool,
+    ) -> Result<VerifiedBlock, Rejection> {
+        let s = &*self.shared;
+        let expected = Expected {
+            pay_to: session.pay_to,
+            amount: session.amount,
+            not_before: session.created_at.saturating_sub(s.timestamp_skew.as_secs()),
+            confirm_wait: s.confirm_wait,
+        };
+        let started = Instant::now();
+        let verify = s.verifier.verify(hash, &expected);
+        let verified = if cut {
+            let left = std::time::Duration::from_secs(deadline(session).saturating_sub(unix_now()));
+            tokio::time::timeout(left, verify).await.unwrap_or_else(|_| {
+                Err(Rejection::Unavailable("verification cut off at the session's deadline".into()))
+            })
+        } else {
+            verify.await
+        };
+        s.metrics.verification(started.elapsed());
+        verified
     }
 
     /// Consumes the session of a claimed payment (taken once).
@@ -808,11 +827,11 @@ impl<M> Gate<M> {
         if !reply.html {
             return None;
         }
-        let page = paywall.page(required, &required.resource.description)?;
-        let mut page_headers = headers.clone();
-        let html = paywall.render(&page, &mut page_headers);
-        let body = self.body.bytes(bytes::Bytes::from(html))?;
-        *headers = page_headers;
+        let page = paywall.page(required)?;
+        // Its own headers go in only once the body type took the page.
+        let mut page_headers = HeaderMap::new();
+        let body = self.body.bytes(bytes::Bytes::from(paywall.render(&page, &mut page_headers)))?;
+        headers.extend(page_headers);
         Some(body)
     }
 
@@ -855,6 +874,12 @@ impl<M> Gate<M> {
             }
         });
     }
+}
+
+/// When a verification for `session` must have ended: its expiry plus the grace it is kept
+/// for, less the margin left for the claim and take (review F13).
+fn deadline(session: &StoredSession) -> u64 {
+    session.expires_at + SESSION_GRACE_SECS - VERIFY_MARGIN.as_secs()
 }
 
 pub(super) fn store_down(error: StoreError) -> Reason {
