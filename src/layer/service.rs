@@ -91,17 +91,18 @@ where
         //    send, and tonic or `any()` routes serve it like a POST (review F1). A CORS layer
         //    outside the paywall answers real preflights.
         let (mut parts, body) = req.into_parts();
-        // The paywall page's status endpoint, answered here for the cookie's session only.
+        let priced = self.gate.price(&parts);
+        if let Ok(None) = priced {
+            return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
+        }
+        // The paywall page's status endpoint (its priced resource's path with the status
+        // query), answered here for the cookie's session only; off the free path.
         #[cfg(feature = "paywall")]
         if let Some(paywall) = &self.gate.shared.paywall {
             if paywall.is_status(&parts) {
                 let (gate, id) = (self.gate.clone(), super::paywall::cookie_session(&parts.headers));
                 return ResponseFuture::gate(Box::pin(async move { Ok(gate.status(id).await) }));
             }
-        }
-        let priced = self.gate.price(&parts);
-        if let Ok(None) = priced {
-            return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
         }
         // gRPC clients get every refusal as a trailers-only response instead of a 402 (read
         // only off the free path).
