@@ -7,7 +7,11 @@
 //!
 //! `GET /` and `GET /healthz` are free; `GET /paid` costs `NANOSESSION_PRICE_RAW`. A browser
 //! opening `/paid` gets the paywall page with a QR code; a confirmation watcher (WebSocket at
-//! `NANO_WS_URL`, else polling the RPC) settles phone payments.
+//! `NANO_WS_URL`, else polling the RPC) settles phone payments. `GET /metrics` serves every
+//! metric of `nanosession::telemetry` in the Prometheus text format (`NANOSESSION_METRICS=false`
+//! turns it off). SIGTERM or Ctrl-C stops accepting connections, lets requests in flight (a
+//! payment waiting for its confirmation) finish for up to `NANOSESSION_SHUTDOWN_GRACE_SECS`,
+//! then closes the stores and exits 0.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -43,6 +47,8 @@ where
 
 struct Config {
     listen: SocketAddr,
+    metrics: bool,
+    shutdown_grace: Duration,
     layer: PaymentRequiredLayer<nanosession::layer::JsonBody>,
     /// Runs while the server does.
     _watcher: Option<ConfirmationWatcher>,
@@ -50,6 +56,8 @@ struct Config {
 
 async fn config() -> Result<Config, ConfigError> {
     let listen: SocketAddr = parsed("NANOSESSION_LISTEN", "127.0.0.1:3000")?;
+    let metrics: bool = parsed("NANOSESSION_METRICS", "true")?;
+    let shutdown_grace = Duration::from_secs(parsed("NANOSESSION_SHUTDOWN_GRACE_SECS", "30")?);
     let pay_to: Address = required("NANOSESSION_PAY_TO")?
         .trim()
         .parse()
@@ -151,7 +159,7 @@ async fn config() -> Result<Config, ConfigError> {
         .build()
         .map_err(|e| ConfigError(format!("{} is invalid: {e}", variable_of(&e))))?
         .json_body();
-    Ok(Config { listen, layer, _watcher: watcher })
+    Ok(Config { listen, metrics, shutdown_grace, layer, _watcher: watcher })
 }
 
 /// The environment variable behind a configuration the layer refused.
@@ -196,10 +204,33 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/paid", get(paid).route_layer(config.layer))
         .route("/", get(|| async { "nanosession example server: GET /paid costs Nano\n" }))
         .route("/healthz", get(|| async { "ok\n" }));
+    if config.metrics {
+        // Buckets, so dashboards can take quantiles across instances (docs/grafana-dashboard.json).
+        let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .expect("the bucket list is not empty");
+        let prometheus = match builder.install_recorder() {
+            Ok(handle) => handle,
+            Err(e) => {
+                eprintln!("error: NANOSESSION_METRICS: cannot install the Prometheus recorder: {e}");
+                std::process::exit(2);
+            }
+        };
+        // Histograms and idle series are compacted in the background, not on each scrape.
+        let upkeep = prometheus.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                upkeep.run_upkeep();
+            }
+        });
+        app = app.route("/metrics", get(move || std::future::ready(prometheus.render())));
+    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -209,7 +240,44 @@ async fn main() {
     };
     tracing::info!(listen = %config.listen, "listening");
     // With the peer address, for the per-client session bound.
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-        .expect("server error");
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new connections; finishing requests in flight");
+            let _ = stopping.send(true);
+        });
+    let mut stop = stop;
+    let grace = config.shutdown_grace;
+    tokio::select! {
+        result = server => {
+            if let Err(e) = result {
+                eprintln!("error: server: {e}");
+                std::process::exit(1);
+            }
+        }
+        // The grace starts at the signal; requests still running then are cut off.
+        _ = async { let _ = stop.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight at the end of the grace were cut off");
+        }
+    }
+    // The router (and with it the layer) is gone; dropping the watcher releases the last store
+    // handles, so the file store's writer commits what is queued and closes the file.
+    drop(config._watcher);
+    tracing::info!("stopped");
+}
+
+/// SIGTERM (how orchestrators stop a process) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod rpc;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod verify;
 #[cfg(feature = "watcher")]
 pub mod watcher;

@@ -444,6 +444,7 @@ impl Core {
         match self.sessions.record_payment(&session.key, &payment).await {
             Ok(true) => {
                 self.stats.matched.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::telemetry::WATCHER_MATCHES).increment(1);
                 tracing::info!(block = %payment.block, payer = %payment.payer, "payment seen and matched");
                 true
             }

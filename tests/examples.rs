@@ -401,3 +401,83 @@ fn the_browser_demo_serves_a_payable_page_and_its_pay_command_pays_it() {
         }
     });
 }
+
+/// SIGTERM while a payment waits for its confirmation: the server stops accepting, lets that
+/// payment finish with its 200, exits 0, and leaves its file store closed with the payment
+/// recorded (another process opens it at once).
+#[test]
+fn the_server_finishes_a_payment_in_flight_on_sigterm_and_closes_its_file_store() {
+    use nanosession::client::{PayingClient, Wallet, WorkThresholds};
+    use nanosession::store::{FileStore, SpentSet};
+
+    let (_node, _, ready) = mock_node(&["--confirmation-delay-ms", "1500"], &[]);
+    let rpc_url = ready["rpc"].as_str().unwrap().trim_end_matches('/').to_owned();
+    let dir = std::env::temp_dir().join(format!("nanosession-sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("store.redb");
+    let _ = std::fs::remove_file(&file);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut server = Running::start(
+        "server",
+        &[],
+        &[
+            ("NANOSESSION_PAY_TO", GENESIS),
+            ("NANO_RPC_URLS", &rpc_url),
+            ("NANOSESSION_NETWORK", "nano:dev"),
+            ("NANOSESSION_STORE", &format!("file:{}", file.display())),
+            ("NANOSESSION_WORK_THRESHOLD", "ffc0000000000000"),
+            ("NANOSESSION_LISTEN", &listen),
+        ],
+    );
+    let url = format!("http://{listen}/paid");
+    let seed = Seed::from_hex(ready["payer"]["seed"].as_str().unwrap()).unwrap();
+    let payer: Address = ready["payer"]["account"].as_str().unwrap().parse().unwrap();
+    let rpc = rpc_client(&ready);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let block = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(format!("http://{listen}/healthz")).await.is_err() {
+            assert!(Instant::now() < deadline, "the server never listened");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let wallet = Wallet::from_seed(&seed, 0).with_limits(Raw::ONE_XNO, Raw::ONE_XNO);
+        let client = PayingClient::builder(wallet, NanoRpcClient::new([rpc_url.as_str()]).unwrap())
+            .work_thresholds(WorkThresholds::DEV)
+            .network("nano:dev")
+            .build();
+        let paying = tokio::spawn({
+            let url = url.clone();
+            async move { client.get(&url).await }
+        });
+        // The server publishes the handed-over block, then waits out the node's 1.5 s delay.
+        while rpc.account_info(&payer).await.unwrap().unwrap().balance == Some(Raw::ONE_XNO) {
+            assert!(Instant::now() < deadline, "the payment was never published");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let killed = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+        assert!(killed.success());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            reqwest::get(format!("http://{listen}/healthz")).await.is_err(),
+            "still accepting after SIGTERM"
+        );
+        let paid = paying.await.unwrap().expect("the payment in flight finished");
+        assert_eq!(paid.response.status(), 200, "the payment in flight was served");
+        paid.payment.unwrap().block
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    rt.block_on(async {
+        let store = FileStore::open(&file).await.expect("the file store was closed");
+        assert!(store.owner(&block).await.unwrap().is_some(), "the grant's spent entry is on disk");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1680,22 +1680,9 @@ async fn empty_body_layer_carries_everything_in_headers() {
 // ---------------------------------------------------------------------------------------------
 // Secrets.
 
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn logs_never_contain_the_session_id() {
-    let buffer = LogBuffer::default();
+    let buffer = common::logs::Logs::default();
     let writer = buffer.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -1724,7 +1711,7 @@ async fn logs_never_contain_the_session_id() {
     fresh.assert_refusal(StatusCode::PAYMENT_REQUIRED, "unknown_session");
     let third = fresh.issued();
 
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let logs = buffer.text();
     assert!(logs.contains(&block.to_string()), "the block hash is logged:\n{logs}");
     assert!(logs.contains("already_spent"), "the replay is logged:\n{logs}");
     assert!(logs.contains(&issued.id.fingerprint()), "a fingerprint identifies the session:\n{logs}");

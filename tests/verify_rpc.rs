@@ -2,12 +2,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
-use nanosession::nano::{Address, BlockHash, PrivateKey, Raw, StateBlock};
+use nanosession::nano::{Address, BlockHash, PrivateKey, PublicKey, Raw, StateBlock};
 use nanosession::rpc::{NanoRpcClient, RpcError};
 use nanosession::verify::{
     Confirmation, Expected, NanoRpcVerifier, PaymentVerifier, Rejection, VerifiedBlock,
@@ -485,18 +484,7 @@ async fn all_endpoints_down_is_unavailable() {
     assert_eq!(dead.request_count(), 2);
 }
 
-/// Captured log output of the whole test binary.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use common::logs::Logs;
 
 /// A global subscriber: a thread-scoped one misses events whose callsite interest another
 /// test thread cached first.
@@ -527,7 +515,7 @@ async fn credentials_never_leak() {
     let c = client(&[refused, secret_url(&slow.url())]);
     let err = c.block_info(&payment().hash()).await.unwrap_err();
     let text = format!("{err} {err:?} {c:?}");
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(logged.contains("Nano RPC endpoint failed"), "{logged}");
     for leak in ["secret", "user", "key=", "apikey-in-path"] {
         assert!(!text.contains(leak), "{leak} in {text}");
@@ -943,4 +931,34 @@ async fn max_duration_is_the_client_budget_capped_by_the_time_limit() {
     assert_eq!(four.max_duration(Duration::from_secs(3)), Some(Duration::from_secs(40)));
     // The default trait method knows nothing.
     assert_eq!(common::fake::FakeLedger::new().max_duration(Duration::from_secs(3)), None);
+}
+
+/// Every node reply is a JSON object: an array that serde would read into a reply struct by
+/// position (here `["<hash>"]` for `process`'s `{"hash": …}`) is an unusable reply, not an
+/// answer, and the call fails over to the next endpoint.
+#[tokio::test]
+async fn a_reply_that_is_not_a_json_object_is_refused_and_fails_over() {
+    let (hostile, honest) = (CannedNode::start().await, CannedNode::start().await);
+    let hash = "A".repeat(64);
+    hostile.set_reply("process", json!([hash]));
+    hostile.set_reply("account_info", json!([["1"], "2"]));
+    honest.set_reply("process", json!({ "hash": "B".repeat(64) }));
+    let client = NanoRpcClient::builder().endpoints([hostile.url(), honest.url()]).build().unwrap();
+    let key = PrivateKey::from_bytes([3; 32]);
+    let mut block = StateBlock::send(
+        key.public_key(),
+        BlockHash::from_bytes([1; 32]),
+        key.public_key(),
+        Raw::new(1),
+        &PublicKey::from_bytes([2; 32]),
+    );
+    block.sign(&key);
+    let published = client.process(&block, "send").await.unwrap();
+    assert_eq!(published.to_string(), "B".repeat(64), "the array was not taken for an answer");
+    assert_eq!(hostile.count_action("process"), 1);
+    let only_hostile = NanoRpcClient::builder().endpoints([hostile.url()]).build().unwrap();
+    match only_hostile.process(&block, "send").await {
+        Err(RpcError::Unavailable(why)) => assert!(why.contains("not a JSON object"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 }

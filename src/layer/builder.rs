@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub grpc_codes: [i32; crate::protocol::Reason::ALL.len()],
     pub metrics: Arc<Metrics>,
     pub last_prune: std::sync::atomic::AtomicU64,
+    /// When the store sizes were last sampled for the gauges.
+    pub last_sample: std::sync::atomic::AtomicU64,
     /// `Cache-Control` added to granted responses that set none.
     pub paid_cache_control: Option<http::HeaderValue>,
     /// New sessions per client key (review F10).
@@ -685,11 +687,13 @@ impl PaymentRequiredLayerBuilder {
         if self.spent.is_none() {
             tracing::warn!("PaymentRequiredLayer uses an in-memory spent set: after a restart old payments can be replayed; set .stores(...) for production");
         }
+        let spent = self.spent.unwrap_or_else(|| Arc::new(MemorySpentSet::default()));
+        let (sessions, spent) = crate::store::Stores::instrumented(sessions, spent);
         let shared = Shared {
             challenge,
             pricing,
             sessions,
-            spent: self.spent.unwrap_or_else(|| Arc::new(MemorySpentSet::default())),
+            spent,
             verifier,
             session_ttl: self.session_ttl,
             timestamp_skew: self.timestamp_skew,
@@ -699,6 +703,7 @@ impl PaymentRequiredLayerBuilder {
             grpc_codes: self.grpc_codes,
             metrics: Arc::default(),
             last_prune: Default::default(),
+            last_sample: Default::default(),
             paid_cache_control: self.paid_cache_control,
             per_client: self.per_client.map(|(max, key)| (key, RateWindow::new(max, self.session_ttl))),
             per_session: RateWindow::new(self.verifications_per_session, Duration::from_secs(60)),

@@ -19,6 +19,7 @@ use http::header::{ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use tower_service::Service;
+use tracing::Instrument;
 
 use super::body::{EmptyBody, Refusal, RefusalBody};
 use super::builder::{check_price, Pricing, Shared, VERIFY_MARGIN};
@@ -44,6 +45,8 @@ const MAX_TAG_SCAN: u64 = 64;
 const RESHOW_MIN_LEFT_SECS: u64 = 5;
 /// Seconds between opportunistic prunes of the stores.
 const PRUNE_EVERY_SECS: u64 = 60;
+/// Seconds between samples of the store sizes for the gauges.
+const SAMPLE_EVERY_SECS: u64 = 10;
 
 /// The service [`PaymentRequiredLayer`](super::PaymentRequiredLayer) wraps around `S`.
 pub struct PaymentRequired<S, M = EmptyBody> {
@@ -95,13 +98,29 @@ where
         if let Ok(None) = priced {
             return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
         }
+        // One span per priced request: what it was, how it ended, how long the node took
+        // (fields recorded by `respond`, `granted` and `verify`). No session id in it.
+        let span = tracing::info_span!(
+            "nanosession",
+            path = parts.uri.path(),
+            kind = tracing::field::Empty,
+            status = tracing::field::Empty,
+            reason = tracing::field::Empty,
+            verify_us = tracing::field::Empty,
+            block = tracing::field::Empty,
+            payer = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         // The paywall page's status endpoint (its priced resource's path with the status
         // query), answered here for the cookie's session only; off the free path.
         #[cfg(feature = "paywall")]
         if let Some(paywall) = &self.gate.shared.paywall {
             if paywall.is_status(&parts) {
+                span.record("kind", "status");
                 let (gate, id) = (self.gate.clone(), super::paywall::cookie_session(&parts.headers));
-                return ResponseFuture::gate(Box::pin(async move { Ok(gate.status(id).await) }));
+                return ResponseFuture::gate(Box::pin(
+                    async move { Ok(gate.status(id).await) }.instrument(span.clone()),
+                ));
             }
         }
         // gRPC clients get every refusal as a trailers-only response instead of a 402 (read
@@ -143,15 +162,26 @@ where
         #[cfg(feature = "paywall")]
         if let (None, Some(_)) = (&proof, &gate.shared.paywall) {
             if let Some(id) = super::paywall::cookie_session(&parts.headers) {
+                span.record("kind", "cookie");
                 let (req, inner) = (Request::from_parts(parts, body), self.inner.clone());
                 let ctx = PaidRequest { price, path, client, reply };
-                return ResponseFuture::gate(Box::pin(gate.pay_cookie(id, ctx, req, inner)));
+                return ResponseFuture::gate(Box::pin(
+                    gate.pay_cookie(id, ctx, req, inner).instrument(span.clone()),
+                ));
             }
         }
         match proof {
-            None => ResponseFuture::gate(Box::pin(async move {
-                Ok(gate.challenge(Reason::PaymentRequired, price, &path, client, reply).await)
-            })),
+            None => {
+                span.record("kind", "challenge");
+                ResponseFuture::gate(
+                    Box::pin(
+                        async move {
+                            Ok(gate.challenge(Reason::PaymentRequired, price, &path, client, reply).await)
+                        }
+                        .instrument(span.clone()),
+                    ),
+                )
+            }
             Some(proof) => {
                 // Bearer secrets from here on: kept out of `Debug` output and HPACK tables of
                 // anything inside (review F20).
@@ -167,10 +197,20 @@ where
                 // own clone to readiness once it is granted.
                 let inner = self.inner.clone();
                 let ctx = PaidRequest { price, path, client, reply };
+                let in_span = span.clone();
                 ResponseFuture::gate(match proof {
-                    PaidRetry::Published(proof) => Box::pin(gate.pay(proof, ctx, req, inner)),
-                    PaidRetry::Handoff(handoff) => Box::pin(gate.pay_handoff(*handoff, ctx, req, inner)),
-                    PaidRetry::Session(id) => Box::pin(gate.pay_watched(id, ctx, req, inner)),
+                    PaidRetry::Published(proof) => {
+                        span.record("kind", "published");
+                        Box::pin(gate.pay(proof, ctx, req, inner).instrument(in_span))
+                    }
+                    PaidRetry::Handoff(handoff) => {
+                        span.record("kind", "handoff");
+                        Box::pin(gate.pay_handoff(*handoff, ctx, req, inner).instrument(in_span))
+                    }
+                    PaidRetry::Session(id) => {
+                        span.record("kind", "watched");
+                        Box::pin(gate.pay_watched(id, ctx, req, inner).instrument(in_span))
+                    }
                 })
             }
         }
@@ -314,7 +354,7 @@ impl<M> Gate<M> {
         if let (Some(client), Some((_, window))) = (client, &self.shared.per_client) {
             if !window.hit(client.unwrap_or_default()) {
                 tracing::info!(reason = "rate_limited", "too many new sessions for one client");
-                self.shared.metrics.refusal(Reason::RateLimited);
+                self.shared.metrics.challenge_failed(Reason::RateLimited);
                 return self.respond(Refusal::new(Reason::RateLimited), headers, reply);
             }
         }
@@ -323,7 +363,10 @@ impl<M> Gate<M> {
                 self.shared.metrics.challenge();
                 self.show(&session, reason, path, reply, headers)
             }
-            Err(reason) => self.respond(Refusal::new(reason), headers, reply),
+            Err(reason) => {
+                self.shared.metrics.challenge_failed(reason);
+                self.respond(Refusal::new(reason), headers, reply)
+            }
         }
     }
 
@@ -568,7 +611,11 @@ impl<M> Gate<M> {
     /// The wrapped service's response to a granted request, with the receipt, the paid
     /// `Cache-Control` and CORS exposure.
     pub(super) fn granted<B>(&self, mut response: Response<B>, payment: &VerifiedPayment) -> Response<B> {
-        self.shared.metrics.grant();
+        self.shared.metrics.grant(payment.confirmation);
+        let span = tracing::Span::current();
+        span.record("status", response.status().as_u16());
+        span.record("block", tracing::field::display(&payment.block));
+        span.record("payer", tracing::field::display(&payment.payer));
         let receipt = SettlementResponse::success(
             payment.block.to_string(),
             self.shared.challenge.network().to_owned(),
@@ -740,6 +787,7 @@ impl<M> Gate<M> {
             verify.await
         };
         s.metrics.verification(started.elapsed());
+        tracing::Span::current().record("verify_us", started.elapsed().as_micros() as u64);
         verified
     }
 
@@ -780,7 +828,10 @@ impl<M> Gate<M> {
     where
         M: RefusalBody<B>,
     {
+        let span = tracing::Span::current();
+        span.record("status", refusal.status.as_u16());
         if let Some(reason) = refusal.reason {
+            span.record("reason", reason.code());
             if let Some(secs) = reason.retry_after_secs() {
                 headers.insert(RETRY_AFTER, HeaderValue::from(secs));
             }
@@ -854,27 +905,37 @@ impl<M> Gate<M> {
     /// Prunes both stores in the background at most once a minute (persistent backends with
     /// native TTLs make this a cheap no-op).
     fn maybe_prune(&self, now: u64) {
-        let last = self.shared.last_prune.load(Ordering::Relaxed);
-        if now < last + PRUNE_EVERY_SECS
-            || self
-                .shared
-                .last_prune
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (sessions, spent) = (self.shared.sessions.clone(), self.shared.spent.clone());
-        runtime.spawn(async move {
-            if let Err(error) = sessions.prune(now.saturating_sub(SESSION_GRACE_SECS)).await {
-                tracing::warn!(%error, "pruning sessions failed");
-            }
-            if let Err(error) = spent.prune(now).await {
-                tracing::warn!(%error, "pruning the spent set failed");
-            }
-        });
+        if due(&self.shared.last_prune, now, PRUNE_EVERY_SECS) {
+            let (sessions, spent) = (sessions.clone(), spent.clone());
+            runtime.spawn(async move {
+                if let Err(error) = sessions.prune(now.saturating_sub(SESSION_GRACE_SECS)).await {
+                    tracing::warn!(%error, "pruning sessions failed");
+                }
+                if let Err(error) = spent.prune(now).await {
+                    tracing::warn!(%error, "pruning the spent set failed");
+                }
+            });
+        }
+        if due(&self.shared.last_sample, now, SAMPLE_EVERY_SECS) {
+            runtime.spawn(async move {
+                use crate::telemetry::{store_size, PENDING_SESSIONS, SPENT_ENTRIES};
+                store_size(
+                    PENDING_SESSIONS,
+                    sessions.backend(),
+                    sessions.pending_count().await.ok().flatten(),
+                );
+                store_size(SPENT_ENTRIES, spent.backend(), spent.size().await.ok().flatten());
+            });
+        }
     }
+}
+
+/// True for the one caller that moves `last` to `now` once `every` seconds have passed.
+fn due(last: &std::sync::atomic::AtomicU64, now: u64, every: u64) -> bool {
+    let seen = last.load(Ordering::Relaxed);
+    now >= seen + every && last.compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
 }
 
 /// When a verification for `session` must have ended: its expiry plus the grace it is kept

@@ -15,6 +15,7 @@ use super::types::{
     block_json, AccountInfo, BlockConfirmReply, BlockInfo, ProcessReply, ReceivableReply, WorkGenerateReply,
 };
 use crate::nano::{Address, BlockHash, Raw, StateBlock};
+use crate::telemetry;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_BACKOFF: Duration = Duration::from_millis(50);
@@ -57,6 +58,22 @@ const DEFINITE_NODE_ERRORS: &[&str] = &[
     "Invalid block balance for given subtype",
     "Invalid previous block for given subtype",
 ];
+
+/// The RPC actions this client sends, as metric labels (anything else is `other`).
+const ACTIONS: &[&str] = &[
+    "block_info",
+    "block_confirm",
+    "account_info",
+    "process",
+    "work_generate",
+    "receivable",
+    "account_balance",
+];
+
+fn action_label(body: &Value) -> &'static str {
+    let action = body.get("action").and_then(Value::as_str).unwrap_or("");
+    ACTIONS.iter().find(|a| **a == action).copied().unwrap_or("other")
+}
 
 /// The most of a node's error text kept in errors and logs: a hostile endpoint may answer
 /// with megabytes, newlines or echoed secrets.
@@ -363,6 +380,8 @@ impl fmt::Debug for NanoRpcClient {
 struct Endpoint {
     url: Url,
     redacted: String,
+    /// `redacted` as a metric label (shared, so labelling an attempt allocates nothing).
+    label: metrics::SharedString,
     /// Credential fragments scrubbed from any message as a second line of defence.
     secrets: Vec<String>,
     health: Mutex<Health>,
@@ -396,7 +415,9 @@ impl Endpoint {
         // Very short fragments would mangle unrelated text; they are also too short to matter.
         secrets.retain(|s| s.len() >= 4);
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Ok(Endpoint { redacted: redact(&url), url, secrets, health: Mutex::new(Health::default()) })
+        let redacted = redact(&url);
+        let label = metrics::SharedString::from_shared(std::sync::Arc::from(redacted.as_str()));
+        Ok(Endpoint { redacted, label, url, secrets, health: Mutex::new(Health::default()) })
     }
 
     fn health(&self) -> MutexGuard<'_, Health> {
@@ -596,6 +617,21 @@ impl NanoRpcClient {
         body: &Value,
         incomplete: impl Fn(&T) -> Option<&'static str>,
     ) -> Result<T, RpcError> {
+        let action = action_label(body);
+        let started = Instant::now();
+        let result = self.attempts(body, action, incomplete).await;
+        metrics::histogram!(telemetry::RPC_SECONDS, "action" => action)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Every attempt of one call, over the endpoints in order with back-off between passes.
+    async fn attempts<T: DeserializeOwned>(
+        &self,
+        body: &Value,
+        action: &'static str,
+        incomplete: impl Fn(&T) -> Option<&'static str>,
+    ) -> Result<T, RpcError> {
         let inner = &*self.inner;
         let mut attempts = 0;
         let mut backoff = inner.backoff;
@@ -617,6 +653,8 @@ impl NanoRpcClient {
                     break;
                 }
                 attempts += 1;
+                let labels = [("endpoint", endpoint.label.clone()), ("action", action.into())];
+                metrics::counter!(telemetry::RPC_REQUESTS, &labels).increment(1);
                 let outcome = match self.attempt::<T>(endpoint, body).await {
                     Ok(Ok(value)) => match incomplete(&value) {
                         Some(why) => Err(format!("incomplete reply: {why}")),
@@ -632,6 +670,7 @@ impl NanoRpcClient {
                     Err(why) => {
                         let why = endpoint.scrub(why);
                         inner.failures.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(telemetry::RPC_FAILURES, &labels).increment(1);
                         let cooling = endpoint.record_failure(inner.failure_threshold, inner.cooldown);
                         tracing::warn!(
                             endpoint = %endpoint.redacted,
@@ -685,6 +724,10 @@ impl NanoRpcClient {
             bytes.extend_from_slice(&chunk);
         }
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| format!("reply is not JSON ({e})"))?;
+        // Every node reply is an object; serde would read an array into a struct by position.
+        if !value.is_object() {
+            return Err("reply is not a JSON object".to_owned());
+        }
         if let Some(error) = value.get("error") {
             let message = match error {
                 Value::String(s) => s.clone(),

@@ -68,6 +68,19 @@ pub async fn session_round_trip(store: Arc<dyn SessionStore>) {
     assert_eq!(store.get(&SessionId::generate()).await.unwrap(), None, "unknown id");
 }
 
+/// A backend that reports its number of sessions counts inserts and takes (the metrics' gauge).
+pub async fn session_pending_count(store: Arc<dyn SessionStore>) {
+    let Some(before) = store.pending_count().await.unwrap() else { return };
+    let (a, b) =
+        (session(random_merchant(), 1_000_000, 1, 0, 300), session(random_merchant(), 1_000_000, 2, 0, 300));
+    for s in [&a, &b] {
+        assert_eq!(store.insert(s, unix_now()).await.unwrap(), Insert::Inserted);
+    }
+    assert_eq!(store.pending_count().await.unwrap(), Some(before + 2), "two inserted");
+    assert!(store.take(&a.id).await.unwrap().is_some());
+    assert_eq!(store.pending_count().await.unwrap(), Some(before + 1), "one taken");
+}
+
 /// No two pending sessions share `(pay_to, amount)`; other merchants and amounts are free.
 pub async fn session_amount_is_unique(store: Arc<dyn SessionStore>) {
     let merchant = random_merchant();
@@ -450,7 +463,8 @@ macro_rules! session_store_conformance {
         $crate::session_store_conformance!(@tests $make;
             session_round_trip, session_amount_is_unique, session_amount_is_unique_under_races,
             session_expired_amount_is_free, session_take_once_under_races,
-            session_prune_removes_only_expired, session_find_by_amount, session_records_one_payment);
+            session_prune_removes_only_expired, session_find_by_amount, session_records_one_payment,
+            session_pending_count);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn session_store_is_bounded() {
             let Some(store) = $make.await else {

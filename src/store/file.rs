@@ -281,6 +281,14 @@ fn prune_sessions(tx: &redb::WriteTransaction, now: u64) -> Result<u64, redb::Er
 
 #[async_trait]
 impl SessionStore for FileStore {
+    fn backend(&self) -> &'static str {
+        "file"
+    }
+
+    async fn pending_count(&self) -> Result<Option<u64>, StoreError> {
+        self.run(|db| Ok(Some(db.begin_read()?.open_table(SESSIONS)?.len()?))).await
+    }
+
     async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
         let (session, capacity) = (session.clone(), self.capacity);
         self.write(move |tx| {
@@ -472,6 +480,10 @@ fn release_in(
 
 #[async_trait]
 impl SpentSet for FileStore {
+    fn backend(&self) -> &'static str {
+        "file"
+    }
+
     async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError> {
         let hash = *hash;
         self.run(move |db| {

@@ -83,6 +83,14 @@ impl Default for MemorySessionStore {
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn pending_count(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.lock().by_id.len() as u64))
+    }
+
     async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
         let mut s = self.lock();
         if let Some(holder) = s.by_amount.get(&(session.pay_to, session.amount)).copied() {
@@ -255,6 +263,10 @@ impl Default for MemorySpentSet {
 
 #[async_trait]
 impl SpentSet for MemorySpentSet {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
     async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError> {
         Ok(self.lock().by_hash.get(hash).map(|e| e.owner))
     }

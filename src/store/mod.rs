@@ -18,6 +18,7 @@ use crate::session::{Session, SessionId, SessionKey};
 pub mod conformance;
 #[cfg(feature = "file")]
 mod file;
+mod instrumented;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -266,6 +267,16 @@ pub trait SessionStore: Send + Sync + 'static {
         None
     }
 
+    /// How many sessions are stored (for monitoring), if the backend can tell cheaply.
+    async fn pending_count(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// The backend's name, for metric labels (`"memory"`, `"redis"`, …).
+    fn backend(&self) -> &'static str {
+        "custom"
+    }
+
     /// The session with this id, if stored (expired or not).
     async fn get(&self, id: &SessionId) -> Result<Option<Session>, StoreError> {
         Ok(self.get_by_key(&id.key()).await?.map(|s| s.with_id(*id)))
@@ -407,6 +418,11 @@ pub trait SpentSet: Send + Sync + 'static {
     async fn size(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+
+    /// The backend's name, for metric labels (`"memory"`, `"redis"`, …).
+    fn backend(&self) -> &'static str {
+        "custom"
+    }
 }
 
 /// One hand-off lock as a backend keeps it: the block holding it, when it lapses, and the
@@ -481,6 +497,14 @@ impl std::fmt::Debug for Stores {
 }
 
 impl Stores {
+    /// Both stores wrapped so each operation's latency and errors reach the metrics catalog.
+    pub(crate) fn instrumented(
+        sessions: Arc<dyn SessionStore>,
+        spent: Arc<dyn SpentSet>,
+    ) -> (Arc<dyn SessionStore>, Arc<dyn SpentSet>) {
+        (Arc::new(instrumented::Instrumented(sessions)), Arc::new(instrumented::Instrumented(spent)))
+    }
+
     /// Both stores from one value implementing both traits (every backend here does).
     pub fn shared<T: SessionStore + SpentSet>(store: T, persistent: bool) -> Self {
         let store = Arc::new(store);

@@ -592,6 +592,16 @@ impl PostgresStore {
 
 #[async_trait]
 impl SessionStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// This instance's estimate (the last exact count plus its own changes since): no query.
+    async fn pending_count(&self) -> Result<Option<u64>, StoreError> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(Some((live.counted + live.delta).max(0) as u64))
+    }
+
     async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
         let pay_to = session.pay_to.public_key().as_bytes().as_slice();
         let amount = session.amount.get().to_be_bytes();
@@ -681,6 +691,10 @@ impl SessionStore for PostgresStore {
 
 #[async_trait]
 impl SpentSet for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError> {
         let row = self.query_opt(&self.sql.spent_owner, &[&hash.as_bytes().as_slice()]).await?;
         Ok(row.map(|r| {

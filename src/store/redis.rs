@@ -562,6 +562,23 @@ fn client(url: &str, options: &RedisOptions) -> Result<redis::Client, StoreError
 
 #[async_trait]
 impl SessionStore for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn pending_count(&self) -> Result<Option<u64>, StoreError> {
+        let n: u64 = self
+            .with_timeout(Bound::Ordinary, async {
+                redis::cmd("ZCARD")
+                    .arg(self.pending_key())
+                    .query_async(&mut self.manager.clone())
+                    .await
+                    .map_err(err)
+            })
+            .await?;
+        Ok(Some(n))
+    }
+
     async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
         let key = session.id.key();
         let keys =
@@ -650,6 +667,10 @@ impl SessionStore for RedisStore {
 
 #[async_trait]
 impl SpentSet for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
     async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError> {
         let (key, legacy): (Option<String>, Option<String>) = self
             .with_timeout(Bound::Ordinary, async {

@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod canned_node;
+pub mod logs;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
