@@ -172,6 +172,15 @@ async fn redis_shared_by_two_instances() {
     two_instances_share_one_truth(a, b).await;
 }
 
+/// Two instances on a three-primary Redis Cluster (`store::connect` with `redis-cluster://`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_shared_by_two_instances() {
+    let Some(url) = env("NSTEST_REDIS_CLUSTER_URL") else { return };
+    let a = store::connect(&url).await.unwrap();
+    let b = store::connect(&url).await.unwrap();
+    two_instances_share_one_truth(a, b).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_shared_by_two_instances() {
     let Some(url) = env("DATABASE_URL") else { return };

@@ -513,6 +513,64 @@ fn env(name: &str) -> Option<String> {
     value
 }
 
+/// Every store test against a real three-primary Redis Cluster (`NSTEST_REDIS_CLUSTER_URL`,
+/// started by `./scripts/test`): each script's keys hash to one slot, or the cluster refuses it.
+mod redis_cluster {
+    use std::sync::Arc;
+
+    use nanosession::store::{RedisOptions, RedisStore};
+
+    pub async fn store(capacity: u64) -> Option<Arc<RedisStore>> {
+        on(&super::unique_prefix(), capacity).await
+    }
+
+    async fn on(prefix: &str, capacity: u64) -> Option<Arc<RedisStore>> {
+        let url = super::env("NSTEST_REDIS_CLUSTER_URL")?;
+        let options = RedisOptions { prefix: prefix.to_owned(), capacity, ..Default::default() };
+        Some(Arc::new(
+            RedisStore::connect_with(&url, options).await.expect("the Redis Cluster is unreachable"),
+        ))
+    }
+
+    nanosession::session_store_conformance!(optional: store(64), capacity = 64);
+    nanosession::spent_set_conformance!(optional: store(64));
+
+    /// Fork protection across two instances on the cluster.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn handoff_locks_are_shared_by_two_instances() {
+        let prefix = super::unique_prefix();
+        let (Some(a), Some(b)) = (on(&prefix, 64).await, on(&prefix, 64).await) else { return };
+        nanosession::store::conformance::spent_handoff_locks_under_races(a, vec![b]).await;
+    }
+
+    /// Every key carries one of the two hash tags, and the tags name the deployment's prefix:
+    /// the layout that keeps each script on one slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn keys_carry_the_sessions_or_the_spent_hash_tag() {
+        use nanosession::session::unix_now;
+        use nanosession::store::{conformance, SessionStore, SpentSet};
+        let prefix = super::unique_prefix();
+        let Some(store) = on(&prefix, 64).await else { return };
+        let session = conformance::session(conformance::random_merchant(), 1_000_000, 7, 0, 300);
+        store.insert(&session, unix_now()).await.unwrap();
+        store.claim(&conformance::random_hash(), &session.id, unix_now() + 3600).await.unwrap();
+        let mut keys = Vec::new();
+        for port in [7101, 7102, 7103] {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let found: Vec<String> =
+                redis::cmd("KEYS").arg(format!("{{{prefix}*")).query_async(&mut conn).await.unwrap();
+            keys.extend(found);
+        }
+        let (sessions, spent) = (format!("{{{prefix}sessions}}:"), format!("{{{prefix}spent}}:"));
+        assert!(keys.len() >= 5, "session, amount, pending, spent entry and count: {keys:?}");
+        for key in &keys {
+            assert!(key.starts_with(&sessions) || key.starts_with(&spent), "{key} has no tag");
+        }
+        assert!(keys.iter().any(|k| k.starts_with(&sessions)) && keys.iter().any(|k| k.starts_with(&spent)));
+    }
+}
+
 /// Redis behaviours that need a server of their own (`NSTEST_REDIS_ISOLATED_URL`, with a
 /// replica): eviction policy, replication acknowledgement, slowness.
 mod redis_server {

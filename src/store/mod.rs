@@ -528,6 +528,7 @@ impl Stores {
 /// | `memory` | in-process, forgotten on restart | always |
 /// | `file:PATH` | embedded redb file | `file` (default) |
 /// | `redis://…`, `rediss://…` | Redis | `redis` |
+/// | `redis-cluster://h:p,h:p`, `rediss-cluster://…` | Redis Cluster | `redis` |
 /// | `postgres://…`, `postgresql://…` | PostgreSQL | `postgres` |
 ///
 /// Errors never contain the URL's credentials.
@@ -551,15 +552,19 @@ pub async fn connect(url: &str) -> Result<Stores, StoreError> {
             Ok(Stores::shared(FileStore::open(path).await?, true))
         }
         #[cfg(feature = "redis")]
-        "redis" | "rediss" => Ok(Stores::shared(RedisStore::connect(url).await?, true)),
+        "redis" | "rediss" | "redis-cluster" | "rediss-cluster" => {
+            Ok(Stores::shared(RedisStore::connect(url).await?, true))
+        }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Stores::shared(PostgresStore::connect(url).await?, true)),
         // Reachable only when a backend's feature is off.
         #[allow(unreachable_patterns)]
-        "file" | "redis" | "rediss" | "postgres" | "postgresql" => Err(StoreError::new(
-            "config",
-            format!("store {scheme:?} is not compiled in: enable the nanosession feature for it"),
-        )),
+        "file" | "redis" | "rediss" | "redis-cluster" | "rediss-cluster" | "postgres" | "postgresql" => {
+            Err(StoreError::new(
+                "config",
+                format!("store {scheme:?} is not compiled in: enable the nanosession feature for it"),
+            ))
+        }
         _ => Err(StoreError::new(
             "config",
             "unknown store: expected memory, file:PATH, redis://… or postgres://…",

@@ -15,15 +15,21 @@
 //! Session ids never reach Redis, not even as command arguments (`MONITOR`, `SLOWLOG`): keys,
 //! members and values carry [`SessionKey`](crate::session::SessionKey)s.
 //!
-//! The scripts touch keys derived inside the script, so use a single Redis server (or a
-//! primary with replicas/Sentinel and [`RedisOptions::min_replicas`]), not Redis Cluster.
+//! **Redis Cluster** (`redis-cluster://host:port,host:port,…`): every script touches one hash
+//! slot. Session-side keys (sessions, amount reservations, the pending index) share the hash tag
+//! `{<prefix>sessions}`, spent-side keys (spent entries, their index and count, hand-off
+//! locks) the tag `{<prefix>spent}`, so each script's keys, including those it derives from
+//! sorted-set members, live on one primary. The two halves may sit on two primaries; more
+//! primaries add failover, not throughput. On a single server the keys keep their plain
+//! names (`<prefix>s:…`, `<prefix>spent:…`), as written by earlier versions.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, Value};
 
 use super::{
     Claim, HandoffClaim, HandoffRelease, Insert, Record, SessionStore, SpentSet, StoreError, StoredSession,
@@ -267,8 +273,12 @@ impl Default for RedisOptions {
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    manager: ConnectionManager,
+    manager: Conn,
     options: RedisOptions,
+    /// What session-side keys start with: the prefix, or in a cluster `{<prefix>sessions}:`.
+    sessions_base: String,
+    /// What spent-side keys start with: the prefix, or in a cluster `{<prefix>spent}:`.
+    spent_base: String,
     insert: Script,
     take: Script,
     prune: Script,
@@ -293,6 +303,60 @@ fn err(e: redis::RedisError) -> StoreError {
     StoreError::new("redis", e.to_string())
 }
 
+/// A connection to one server (re-established by itself) or to a cluster (routed by key).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The seed nodes of a `redis-cluster://[user:password@]host:port,host:port/` URL (or
+/// `rediss-cluster://`), each as a plain `redis://` (`rediss://`) URL with the credentials.
+fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = match scheme {
+        "redis-cluster" => "redis",
+        "rediss-cluster" => "rediss",
+        _ => return None,
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), authority),
+    };
+    let nodes: Vec<String> =
+        hosts.split(',').filter(|h| !h.is_empty()).map(|h| format!("{scheme}://{userinfo}{h}")).collect();
+    Some(nodes)
+}
+
 /// Which bound a command runs under.
 #[derive(Clone, Copy)]
 enum Bound {
@@ -311,23 +375,55 @@ impl RedisStore {
     /// Connects with `options` and checks that Redis does not evict (see
     /// [`RedisOptions::allow_eviction`]). Later outages are answered 503 and the connection is
     /// re-established by itself when Redis is back.
+    ///
+    /// A `redis-cluster://host:port,host:port/` URL (`rediss-cluster://` with TLS, web PKI
+    /// roots) connects to a Redis Cluster through the given seed nodes.
     pub async fn connect_with(url: &str, options: RedisOptions) -> Result<Self, StoreError> {
-        let client = client(url, &options)?;
         // The connection's own bound is the longest wait any call may need; shorter calls are
         // bounded by `with_timeout`.
         let longest = options.decision_timeout.max(options.timeout) + options.replica_timeout;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.timeout))
-            .set_response_timeout(Some(longest))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let manager =
-            tokio::time::timeout(options.timeout, ConnectionManager::new_with_config(client, config))
+        let timed_out = |_| StoreError::new("redis", "connecting timed out");
+        let (manager, sessions_base, spent_base) = if let Some(nodes) = cluster_nodes(url) {
+            if nodes.is_empty() {
+                return Err(StoreError::new("redis", "redis-cluster:// needs at least one host:port"));
+            }
+            if options.prefix.contains(['{', '}']) {
+                return Err(StoreError::new("redis", "in a cluster the key prefix may not contain { or }"));
+            }
+            if options.tls_ca_file.is_some() {
+                return Err(StoreError::new("redis", "tls_ca_file is not supported with redis-cluster"));
+            }
+            install_tls_provider(url);
+            let client = redis::cluster::ClusterClientBuilder::new(nodes)
+                .connection_timeout(options.timeout)
+                .response_timeout(longest)
+                .retries(1)
+                .build()
+                .map_err(|_| StoreError::new("redis", "invalid redis-cluster URL"))?;
+            let conn = tokio::time::timeout(options.timeout, client.get_async_connection())
                 .await
-                .map_err(|_| StoreError::new("redis", "connecting timed out"))?
+                .map_err(timed_out)?
                 .map_err(err)?;
+            let p = &options.prefix;
+            (Conn::Cluster(conn), format!("{{{p}sessions}}:"), format!("{{{p}spent}}:"))
+        } else {
+            let client = client(url, &options)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(options.timeout))
+                .set_response_timeout(Some(longest))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            let manager =
+                tokio::time::timeout(options.timeout, ConnectionManager::new_with_config(client, config))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(err)?;
+            (Conn::Single(manager), options.prefix.clone(), options.prefix.clone())
+        };
         let store = RedisStore {
             manager,
+            sessions_base,
+            spent_base,
             options,
             insert: Script::new(&format!("{PRUNE_FN}{INSERT}")),
             take: Script::new(TAKE),
@@ -443,8 +539,8 @@ impl RedisStore {
                         }
                         return Ok(value);
                     }
-                    // Not cached (a restarted or failed-over Redis): nothing ran, load it and
-                    // run again.
+                    // Not cached (a restarted or failed-over Redis, a new cluster primary):
+                    // nothing ran, load it and run again. `SCRIPT LOAD` goes to every primary.
                     Err(e)
                         if attempt == 0
                             && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
@@ -460,7 +556,7 @@ impl RedisStore {
     }
 
     fn session_prefix(&self) -> String {
-        format!("{}s:", self.options.prefix)
+        format!("{}s:", self.sessions_base)
     }
 
     fn session_key(&self, key: &SessionKey) -> String {
@@ -468,11 +564,11 @@ impl RedisStore {
     }
 
     fn pending_key(&self) -> String {
-        format!("{}pending", self.options.prefix)
+        format!("{}pending", self.sessions_base)
     }
 
     fn spent_prefix(&self) -> String {
-        format!("{}spent:", self.options.prefix)
+        format!("{}spent:", self.spent_base)
     }
 
     fn spent_key(&self, hash: &BlockHash) -> String {
@@ -480,11 +576,11 @@ impl RedisStore {
     }
 
     fn spent_expiry_key(&self) -> String {
-        format!("{}spent_expiry", self.options.prefix)
+        format!("{}spent_expiry", self.spent_base)
     }
 
     fn spent_count_key(&self) -> String {
-        format!("{}spent_count", self.options.prefix)
+        format!("{}spent_count", self.spent_base)
     }
 
     fn decode(json: Option<String>, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
@@ -505,11 +601,11 @@ impl RedisStore {
     }
 
     fn amount_key(&self, pay_to: &Address, amount: Raw) -> String {
-        format!("{}a:{}:{}", self.options.prefix, hex::encode(pay_to.public_key().as_bytes()), amount)
+        format!("{}a:{}:{}", self.sessions_base, hex::encode(pay_to.public_key().as_bytes()), amount)
     }
 
     fn lock_zset_key(&self) -> String {
-        format!("{}locks", self.options.prefix)
+        format!("{}locks", self.spent_base)
     }
 
     /// The keys of the hand-off scripts.
@@ -518,8 +614,8 @@ impl RedisStore {
             self.spent_key(&claim.hash),
             self.spent_expiry_key(),
             self.spent_count_key(),
-            format!("{}lock:p:{}", self.options.prefix, claim.previous),
-            format!("{}lock:s:{}", self.options.prefix, claim.session.to_hex()),
+            format!("{}lock:p:{}", self.spent_base, claim.previous),
+            format!("{}lock:s:{}", self.spent_base, claim.session.to_hex()),
             self.lock_zset_key(),
         ]
     }
@@ -544,15 +640,19 @@ fn claim_outcome(code: i64) -> Claim {
     }
 }
 
+/// The redis crate builds its rustls configuration with the process-wide provider; when the
+/// application chose none, use ring (the one this crate's dependencies already build), rather
+/// than panic if feature unification enabled a second provider.
+fn install_tls_provider(url: &str) {
+    if url.starts_with("rediss") && rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// A client for `url`, trusting [`RedisOptions::tls_ca_file`] when set.
 fn client(url: &str, options: &RedisOptions) -> Result<redis::Client, StoreError> {
     let invalid = |_| StoreError::new("redis", "invalid redis URL");
-    // The redis crate builds its rustls configuration with the process-wide provider; when the
-    // application chose none, use ring (the one this crate's dependencies already build),
-    // rather than panic if feature unification enabled a second provider.
-    if url.starts_with("rediss:") && rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+    install_tls_provider(url);
     let Some(ca) = &options.tls_ca_file else { return redis::Client::open(url).map_err(invalid) };
     let pem = std::fs::read(ca)
         .map_err(|e| StoreError::new("redis", format!("cannot read tls_ca_file {}: {e}", ca.display())))?;
