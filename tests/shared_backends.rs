@@ -216,3 +216,104 @@ async fn unreachable_backends_are_refused_at_start_with_a_clean_error() {
         assert!(!error.contains("hunter2"), "credentials leaked into {error:?}");
     }
 }
+
+/// A table prefix of this test's own.
+fn unique_prefix() -> String {
+    format!("nstest_{}_", &nanosession::session::SessionId::generate().to_string()[..12].to_lowercase())
+}
+
+async fn postgres_on(url: &str, prefix: &str) -> Stores {
+    let options = store::PostgresOptions { table_prefix: prefix.to_owned(), ..Default::default() };
+    Stores::shared(store::PostgresStore::connect_with(url, options).await.unwrap(), true)
+}
+
+/// PostgreSQL named by two hosts (`host1,host2` with `target_session_attrs=read-write`): when
+/// the host in use fails, the store reconnects to the other within 5 s, answering only 503
+/// meanwhile, and the session issued before the failure is paid after it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_with_two_hosts_fails_over_when_one_fails() {
+    let Some(url) = env("DATABASE_URL") else { return };
+    let (first, second) = (Proxy::start(target_of(&url)).await, Proxy::start(target_of(&url)).await);
+    let hosts = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/test?target_session_attrs=read-write",
+        first.addr().port(),
+        second.addr().port()
+    );
+    let ledger = FakeLedger::new();
+    let app = instance(postgres_on(&hosts, &unique_prefix()).await, &ledger);
+    let (session, amount) = get_paid(&app, None).await.session.expect("challenge through the first host");
+    let block = ledger.pay(merchant(), amount);
+
+    first.cut();
+    let cut_at = tokio::time::Instant::now();
+    loop {
+        let paid = get_paid(&app, Some((&session, block))).await;
+        if paid.status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(
+            paid.reason.as_deref(),
+            Some("store_unavailable"),
+            "only outage answers while failing over"
+        );
+        assert!(cut_at.elapsed() < Duration::from_secs(5), "not back within 5 s of the failure");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = get_paid(&app, Some((&session, block))).await;
+    assert_eq!((again.status, again.reason.as_deref()), (StatusCode::CONFLICT, Some("already_granted")));
+}
+
+/// A failover demotes the old primary to read-only while it still accepts connections: the
+/// store drops its connections to it on the first refused write (a 503, never a 500) and the
+/// next statements go to the read-write host, so 402s resume within 5 s, stored there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_leaves_a_demoted_primary_for_the_read_write_host() {
+    let (Some(primary), Some(old)) = (env("DATABASE_URL"), env("NSTEST_PG_SECOND_URL")) else { return };
+    let prefix = unique_prefix();
+    // The tables exist on both servers (here they are two databases; a real pair replicates).
+    let on_primary = postgres_on(&primary, &prefix).await;
+    let hosts = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/test?target_session_attrs=read-write",
+        target_of(&old).port(),
+        target_of(&primary).port()
+    );
+    let ledger = FakeLedger::new();
+    let app = instance(postgres_on(&hosts, &prefix).await, &ledger);
+    let (before, _) =
+        get_paid(&app, None).await.session.expect("a challenge while the first host is primary");
+    let key = |id: &str| id.parse::<nanosession::session::SessionId>().unwrap();
+    assert!(on_primary.sessions.get(&key(&before)).await.unwrap().is_none(), "stored on the first host");
+
+    let (client, connection) = tokio_postgres::connect(&old, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let demote = |on: bool| {
+        let sql = if on {
+            "ALTER SYSTEM SET default_transaction_read_only = on"
+        } else {
+            "ALTER SYSTEM RESET default_transaction_read_only"
+        };
+        let client = &client;
+        async move {
+            client.batch_execute(sql).await.unwrap();
+            client.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    demote(true).await;
+    let demoted_at = tokio::time::Instant::now();
+    let after = loop {
+        let answer = get_paid(&app, None).await;
+        if let Some((id, _)) = answer.session {
+            break id;
+        }
+        assert_eq!(
+            (answer.status, answer.reason.as_deref()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("store_unavailable")),
+            "a refused write is an outage"
+        );
+        assert!(demoted_at.elapsed() < Duration::from_secs(5), "no 402 within 5 s of the demotion");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    demote(false).await;
+    assert!(on_primary.sessions.get(&key(&after)).await.unwrap().is_some(), "stored on the read-write host");
+}

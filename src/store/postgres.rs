@@ -564,11 +564,32 @@ impl PostgresStore {
     async fn answer<T>(
         &self,
         f: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<Result<T, tokio_postgres::Error>, StoreError> {
         tokio::time::timeout(self.options.timeout + self.options.reply_margin, f)
             .await
-            .map_err(|_| StoreError::new("postgres", "statement timed out"))?
-            .map_err(err)
+            .map_err(|_| StoreError::new("postgres", "statement timed out"))
+    }
+
+    /// The answer of a statement run on `client`. A server that refuses writes is a primary
+    /// demoted by a failover: its connections leave the pool (this one and the idle ones), so
+    /// the next statement connects anew and `target_session_attrs=read-write` finds the new
+    /// primary among the hosts. This call still fails (503): nothing was written.
+    fn checked<T>(
+        &self,
+        client: deadpool_postgres::Object,
+        answer: Result<Result<T, tokio_postgres::Error>, StoreError>,
+    ) -> Result<T, StoreError> {
+        match answer? {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                if e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION) {
+                    tracing::warn!("PostgreSQL host is read-only (demoted?): reconnecting");
+                    drop(deadpool_postgres::Object::take(client));
+                    self.pool.retain(|_, _| false);
+                }
+                Err(err(e))
+            }
+        }
     }
 
     async fn execute(
@@ -577,7 +598,8 @@ impl PostgresStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let (client, statement) = self.prepare(sql).await?;
-        self.answer(client.execute(&statement, params)).await
+        let answer = self.answer(client.execute(&statement, params)).await;
+        self.checked(client, answer)
     }
 
     async fn query_opt(
@@ -586,7 +608,8 @@ impl PostgresStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Option<tokio_postgres::Row>, StoreError> {
         let (client, statement) = self.prepare(sql).await?;
-        self.answer(client.query_opt(&statement, params)).await
+        let answer = self.answer(client.query_opt(&statement, params)).await;
+        self.checked(client, answer)
     }
 }
 
@@ -781,7 +804,8 @@ impl SpentSet for PostgresStore {
             tx.commit().await?;
             Ok(outcome)
         };
-        self.answer(work).await
+        let answer = self.answer(work).await;
+        self.checked(client, answer)
     }
 
     async fn release_handoff(&self, claim: &HandoffClaim, how: HandoffRelease) -> Result<(), StoreError> {
