@@ -12,33 +12,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use futures_util::FutureExt;
 use http::Request;
-use nanosession::nano::{Address, BlockHash, PublicKey, Raw};
+use nanosession::nano::{BlockHash, Raw};
 use nanosession::store::{MemorySessionStore, MemorySpentSet, Stores};
-use nanosession::verify::{Confirmation, Expected, PaymentVerifier, Rejection, VerifiedBlock};
 use nanosession::PaymentRequiredLayer;
 use tower::ServiceExt;
 
-/// Accepts any block as paying exactly what is expected (the node is not what we measure).
-struct AcceptAll;
-
-#[async_trait]
-impl PaymentVerifier for AcceptAll {
-    async fn verify(&self, hash: &BlockHash, expected: &Expected) -> Result<VerifiedBlock, Rejection> {
-        Ok(VerifiedBlock {
-            hash: *hash,
-            payer: Address::from(PublicKey::from_bytes([1; 32])),
-            amount: expected.amount,
-            first_seen: expected.not_before,
-            confirmation: Confirmation::AlreadyConfirmed,
-        })
-    }
-}
+#[path = "support/accept_all.rs"]
+mod accept_all;
+use accept_all::AcceptAll;
 
 /// The layer over both routes, pricing `/paid` with a price table or a price function.
 fn app(table: bool, stores: Stores) -> Router {

@@ -34,11 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::nano::{Address, BlockHash, Raw, StateBlock};
-use crate::rpc::{BlockContents, NanoRpcClient};
+use crate::rpc::{ConfirmationNotification, NanoRpcClient};
 use crate::session::unix_now;
 use crate::store::{SessionStore, WatchedPayment, SESSION_GRACE_SECS};
 
@@ -189,12 +188,6 @@ struct Core {
 }
 
 /// A confirmed block as a source delivered it: its contents and the node's first-seen time.
-struct Delivered {
-    hash: BlockHash,
-    contents: BlockContents,
-    first_seen: Option<u64>,
-}
-
 async fn run(mut core: Core, websocket: Option<String>, poll_interval: Duration) {
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -269,7 +262,7 @@ async fn listen(core: &mut Core, mut ws: Socket) {
         match tokio::time::timeout(KEEPALIVE, ws.next()).await {
             Ok(Some(Ok(Message::Text(text)))) => {
                 silent = 0;
-                if let Some(delivered) = notification(&text) {
+                if let Some(delivered) = ConfirmationNotification::parse(&text) {
                     core.handle(delivered).await;
                 }
             }
@@ -283,34 +276,6 @@ async fn listen(core: &mut Core, mut ws: Socket) {
             }
         }
     }
-}
-
-/// The block of a `confirmation` notification, if it is one.
-fn notification(text: &str) -> Option<Delivered> {
-    #[derive(Deserialize)]
-    struct Note {
-        topic: String,
-        message: NoteMessage,
-    }
-    #[derive(Deserialize)]
-    struct NoteMessage {
-        hash: String,
-        block: Option<BlockContents>,
-        sideband: Option<Sideband>,
-    }
-    #[derive(Deserialize)]
-    struct Sideband {
-        local_timestamp: Option<String>,
-    }
-    let note: Note = serde_json::from_str(text).ok()?;
-    if note.topic != "confirmation" {
-        return None;
-    }
-    Some(Delivered {
-        hash: note.message.hash.parse().ok()?,
-        contents: note.message.block?,
-        first_seen: note.message.sideband.and_then(|s| s.local_timestamp?.parse().ok()),
-    })
 }
 
 impl Core {
@@ -331,8 +296,11 @@ impl Core {
                 }
                 match self.rpc.block_info(&hash).await {
                     Ok(Some(info)) if info.confirmed => {
-                        let delivered =
-                            Delivered { hash, contents: info.contents, first_seen: info.local_timestamp };
+                        let delivered = ConfirmationNotification {
+                            hash,
+                            contents: info.contents,
+                            local_timestamp: info.local_timestamp,
+                        };
                         self.handle(delivered).await;
                     }
                     // Not confirmed yet: a later poll (or the WebSocket) sees it again.
@@ -344,7 +312,7 @@ impl Core {
     }
 
     /// Checks a confirmed block and records it for the session of its amount.
-    async fn handle(&mut self, delivered: Delivered) {
+    async fn handle(&mut self, delivered: ConfirmationNotification) {
         let hash = delivered.hash;
         if self.seen.contains(&hash) {
             return;
@@ -379,7 +347,10 @@ impl Core {
 
     /// The local checks, and the amount from the ledger. `Ok(None)`: not a send to a watched
     /// account.
-    async fn check(&self, delivered: Delivered) -> Result<Option<(Address, Raw, WatchedPayment)>, Check> {
+    async fn check(
+        &self,
+        delivered: ConfirmationNotification,
+    ) -> Result<Option<(Address, Raw, WatchedPayment)>, Check> {
         let block: StateBlock =
             delivered.contents.to_state_block().map_err(|_| Check::Refused("not a complete state block"))?;
         if block.hash() != delivered.hash {
@@ -410,7 +381,7 @@ impl Core {
         let Some(amount) = previous.balance.checked_sub(block.balance).filter(|a| *a != Raw::ZERO) else {
             return Ok(None); // not a send (a receive or change linking the merchant's key)
         };
-        let first_seen = delivered.first_seen.ok_or(Check::Unavailable("no first-seen time".into()))?;
+        let first_seen = delivered.local_timestamp.ok_or(Check::Unavailable("no first-seen time".into()))?;
         Ok(Some((
             pay_to,
             amount,

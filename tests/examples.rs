@@ -481,3 +481,33 @@ fn the_server_finishes_a_payment_in_flight_on_sigterm_and_closes_its_file_store(
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The README's benchmark command works end to end over sockets (a short run, memory and file
+/// stores): every path answers what it must (the program fails on any other answer) and every
+/// row of the table has a rate. Not a timed test: no figure is compared with a target here.
+#[test]
+fn the_load_benchmark_measures_every_path_over_sockets() {
+    let output = Command::new(example("loadbench"))
+        .args(["--seconds", "1", "--connections", "16", "--stores", "memory,file"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadbench failed:\n{stdout}\n{stderr}");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && l.contains("/s |")).collect();
+    for label in [
+        "bare axum router",
+        "free route through the layer",
+        "402, memory store",
+        "402, file store",
+        "paid (402 + retry), memory store",
+        "paid (402 + retry), file store",
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("| {label} |")))
+            .unwrap_or_else(|| panic!("no row for {label}:\n{stdout}"));
+        let rate: f64 = row.split('|').nth(2).unwrap().trim().trim_end_matches("/s").parse().unwrap();
+        assert!(rate > 0.0, "{row}");
+    }
+}

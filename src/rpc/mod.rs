@@ -27,5 +27,6 @@ mod types;
 
 pub use client::{NanoRpcClient, NanoRpcClientBuilder, RpcConfigError, RpcError};
 pub use types::{
-    block_json, lenient, AccountInfo, BlockConfirmReply, BlockContents, BlockInfo, ContentsError,
+    block_json, lenient, AccountInfo, BlockConfirmReply, BlockContents, BlockInfo, ConfirmationNotification,
+    ContentsError,
 };

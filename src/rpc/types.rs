@@ -547,6 +547,56 @@ impl ReceivableEntry {
     }
 }
 
+/// A `confirmation` message from the node's WebSocket (reference §7) with its block included:
+/// what the watcher acts on. Anything else the socket sends (acks, other topics, malformed
+/// text) parses to `None`.
+///
+/// ```
+/// use nanosession::rpc::ConfirmationNotification;
+/// assert!(ConfirmationNotification::parse(r#"{"ack": "subscribe"}"#).is_none());
+/// assert!(ConfirmationNotification::parse("not json").is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConfirmationNotification {
+    /// The confirmed block's hash as the node states it (a verifier recomputes it).
+    pub hash: BlockHash,
+    /// The block as the node wrote it.
+    pub contents: BlockContents,
+    /// `sideband.local_timestamp`: when this node first saw the block (unix seconds).
+    pub local_timestamp: Option<u64>,
+}
+
+impl ConfirmationNotification {
+    /// Parses one WebSocket text message.
+    pub fn parse(text: &str) -> Option<ConfirmationNotification> {
+        #[derive(Deserialize)]
+        struct Note {
+            topic: String,
+            message: NoteMessage,
+        }
+        #[derive(Deserialize)]
+        struct NoteMessage {
+            hash: String,
+            block: Option<BlockContents>,
+            sideband: Option<Sideband>,
+        }
+        #[derive(Deserialize)]
+        struct Sideband {
+            local_timestamp: Option<String>,
+        }
+        let note: Note = serde_json::from_str(text).ok()?;
+        if note.topic != "confirmation" {
+            return None;
+        }
+        Some(ConfirmationNotification {
+            hash: note.message.hash.parse().ok()?,
+            contents: note.message.block?,
+            local_timestamp: note.message.sideband.and_then(|s| s.local_timestamp?.parse().ok()),
+        })
+    }
+}
+
 /// A state block as the node writes it in `contents` and reads it in `process`: addresses with
 /// `nano_`, hashes and keys in upper-case hex, work as 16 lower-case hex digits.
 pub fn block_json(block: &StateBlock) -> serde_json::Value {
