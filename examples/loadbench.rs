@@ -12,7 +12,8 @@
 //! each store. Redis and PostgreSQL run when `REDIS_URL` / `DATABASE_URL` are set (their servers
 //! are not pinned: they share the machine with both sides).
 //!
-//! Flags: `--seconds N` per path (default 5), `--connections N` (64), `--stores memory,file,…`,
+//! Flags: `--seconds N` per path (default 5), `--rounds N` (3), `--connections N` (64),
+//! `--stores memory,file,…`,
 //! `--write` (replace the generated section of `docs/performance.md` and `docs/loadbench.svg`).
 //! Needs `wrk` (`apt-get install wrk`). The paid path's proofs name random block hashes that the
 //! in-process verifier accepts: the node is not what this measures.
@@ -107,15 +108,29 @@ struct Path {
     target: Option<f64>,
 }
 
+/// The medians of a path's rounds.
 struct Measured {
     /// Requests per second (for the paid path: grants per second, each a 402 plus a retry).
     rate: f64,
-    /// What the path's rate is divided by: bare, or half of bare for a 402 + retry pair.
+    /// The rate over its baseline in the same round: bare, or half of bare for a 402 + retry.
     ratio: f64,
+    /// The lowest and highest ratio of the rounds.
+    range: (f64, f64),
     p50_ms: f64,
     p99_ms: f64,
-    /// Answers that were not what the path must answer (a 503 on a 402 path, say).
-    wrong: u64,
+}
+
+impl Measured {
+    fn of(samples: &[[f64; 4]]) -> Measured {
+        let median = |i: usize| {
+            let mut v: Vec<f64> = samples.iter().map(|s| s[i]).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let ratios = samples.iter().map(|s| s[1]);
+        let range = (ratios.clone().fold(f64::INFINITY, f64::min), ratios.fold(0.0, f64::max));
+        Measured { rate: median(0), ratio: median(1), range, p50_ms: median(2), p99_ms: median(3) }
+    }
 }
 
 const PLAIN_LUA: &str = r#"
@@ -237,12 +252,14 @@ fn measure(path: &Path, seconds: u64, connections: u32) -> (f64, f64, f64, u64) 
 struct Options {
     seconds: u64,
     connections: u32,
+    rounds: u32,
     stores: Vec<&'static str>,
     write: bool,
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options { seconds: 5, connections: 64, stores: vec!["memory", "file"], write: false };
+    let mut o =
+        Options { seconds: 5, connections: 64, rounds: 3, stores: vec!["memory", "file"], write: false };
     if std::env::var("REDIS_URL").is_ok() {
         o.stores.push("redis");
     }
@@ -254,6 +271,9 @@ fn options() -> Result<Options, String> {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--seconds" => o.seconds = value()?.parse().map_err(|_| "--seconds: a whole number")?,
+            "--rounds" => {
+                o.rounds = value()?.parse().ok().filter(|r| *r > 0).ok_or("--rounds: at least 1")?
+            }
             "--connections" => {
                 o.connections = value()?.parse().map_err(|_| "--connections: a whole number")?
             }
@@ -330,6 +350,10 @@ fn main() -> ExitCode {
         serve(&args[2..]);
         return ExitCode::SUCCESS;
     }
+    if args.get(1).map(String::as_str) == Some("--memory") {
+        memory_per_session();
+        return ExitCode::SUCCESS;
+    }
     let options = match options() {
         Ok(o) => o,
         Err(e) => {
@@ -338,30 +362,34 @@ fn main() -> ExitCode {
         }
     };
     let paths = paths(&options.stores);
-    let mut results: Vec<Measured> = Vec::new();
-    let mut bare = 0.0;
-    let mut paid_memory = None;
-    for path in &paths {
-        let (rate, p50_ms, p99_ms, wrong) = measure(path, options.seconds, options.connections);
-        if path.kind == "bare" {
-            bare = rate;
+    // Every round measures bare first and each path against that bare: the machine's speed
+    // drifts between runs, and the median of the rounds' ratios resists it.
+    let mut samples: Vec<Vec<[f64; 4]>> = vec![Vec::new(); paths.len()];
+    let mut wrong = 0;
+    for round in 1..=options.rounds {
+        let mut bare = 0.0;
+        for (i, path) in paths.iter().enumerate() {
+            let (rate, p50_ms, p99_ms, w) = measure(path, options.seconds, options.connections);
+            wrong += w;
+            if path.kind == "bare" {
+                bare = rate;
+            }
+            let ratio = if path.paid { rate / (bare / 2.0) } else { rate / bare };
+            eprintln!(
+                "round {round}: {:<36} {rate:>8.0}/s {ratio:>6.3} x  p50 {p50_ms:.2} ms  p99 {p99_ms:.2} ms  wrong {w}",
+                path.label
+            );
+            samples[i].push([rate, ratio, p50_ms, p99_ms]);
         }
-        let ratio = if path.paid { rate / (bare / 2.0) } else { rate / bare };
-        if path.paid && path.store == "memory" {
-            paid_memory = Some(rate);
-        }
-        eprintln!(
-            "{:<36} {rate:>10.0}/s  {ratio:>6.3} x  p50 {p50_ms:.2} ms  p99 {p99_ms:.2} ms  wrong {wrong}",
-            path.label
-        );
-        results.push(Measured { rate, ratio, p50_ms, p99_ms, wrong });
     }
+    let results: Vec<Measured> = samples.iter().map(|s| Measured::of(s)).collect();
+    let paid_memory =
+        paths.iter().zip(&results).find(|(p, _)| p.paid && p.store == "memory").map(|(_, m)| m.rate);
     let table = table(&paths, &results, paid_memory, &options);
     println!("{table}");
     if options.write {
         write_docs(&table, &chart(&paths, &results));
     }
-    let wrong: u64 = results.iter().map(|m| m.wrong).sum();
     if wrong > 0 {
         eprintln!("error: {wrong} answers were not what their path must answer");
         return ExitCode::FAILURE;
@@ -375,10 +403,12 @@ fn table(paths: &[Path], results: &[Measured], paid_memory: Option<f64>, o: &Opt
         .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name\t: ").map(str::to_owned)))
         .unwrap_or_else(|| "unknown CPU".into());
     let mut out = format!(
-        "`cargo run --release --example loadbench -- --write` ({} s per path after 1 s of warm-up, wrk \
-         with {} keep-alive connections on core 1, the server on core 0 with one current-thread runtime; \
-         {cpu}):\n\n| path | rate | ratio | target | p50 | p99 |\n|---|---|---|---|---|---|\n",
-        o.seconds, o.connections
+        "`cargo run --release --example loadbench -- --write` ({} rounds; in each, every path runs {} s \
+         after 1 s of warm-up and is divided by that round's bare rate; medians, with the rounds' lowest \
+         and highest ratio; wrk with {} keep-alive connections on core 1, the server on core 0 with one \
+         current-thread runtime; {cpu}):\n\n| path | rate | ratio (range) | target | p50 | p99 |\n\
+         |---|---|---|---|---|---|\n",
+        o.rounds, o.seconds, o.connections
     );
     for (path, m) in paths.iter().zip(results) {
         let baseline = if path.paid { "x (bare / 2)" } else { "x bare" };
@@ -391,8 +421,8 @@ fn table(paths: &[Path], results: &[Measured], paid_memory: Option<f64>, o: &Opt
             _ => String::new(),
         };
         out.push_str(&format!(
-            "| {} | {:.0}/s | {:.3} {baseline} | {target} | {:.2} ms | {:.2} ms |\n",
-            path.label, m.rate, m.ratio, m.p50_ms, m.p99_ms
+            "| {} | {:.0}/s | {:.3} {baseline} ({:.3}–{:.3}) | {target} | {:.2} ms | {:.2} ms |\n",
+            path.label, m.rate, m.ratio, m.range.0, m.range.1, m.p50_ms, m.p99_ms
         ));
     }
     out
@@ -458,4 +488,48 @@ fn write_docs(table: &str, svg: &str) {
     };
     std::fs::write(&file, text).unwrap();
     eprintln!("wrote {} and docs/loadbench.svg", file.display());
+}
+
+/// Resident memory of this process, in bytes (Linux).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// `loadbench --memory`: bytes of resident memory per pending session in the memory store,
+/// filled with 1,000,000 sessions through the `SessionStore` API.
+fn memory_per_session() {
+    use nanosession::session::Session;
+    use nanosession::store::SessionStore;
+    const N: u64 = 1_000_000;
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async {
+        let pay_to = "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo".parse().unwrap();
+        let before = rss();
+        let store = MemorySessionStore::with_capacity(N as usize);
+        let now = 1_700_000_000;
+        for i in 0..N {
+            let price = Raw::new(1_000_000_000_000_000_000_000_000);
+            let session = Session::issue_with_tag(pay_to, price, i, now, Duration::from_secs(300)).unwrap();
+            assert!(matches!(
+                store.insert(&session, now).await.unwrap(),
+                nanosession::store::Insert::Inserted
+            ));
+        }
+        let used = rss() - before;
+        println!(
+            "memory store: {N} pending sessions in {:.1} MiB: {} bytes each",
+            used as f64 / 1048576.0,
+            used / N
+        );
+        drop(store);
+    });
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use blake2::digest::consts::{U16, U4};
 use blake2::digest::{FixedOutput, KeyInit, Update};
 use blake2::{Blake2b, Blake2bMac, Digest};
-use rand::rngs::OsRng;
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -25,10 +24,11 @@ use crate::nano::{Address, Raw};
 pub struct SessionId([u8; 16]);
 
 impl SessionId {
-    /// A fresh id from the OS CSPRNG.
+    /// A fresh id from the thread's CSPRNG (`rand`'s `ThreadRng`: ChaCha12 seeded from the OS
+    /// and reseeded from it periodically), without a system call per id.
     pub fn generate() -> Self {
         let mut bytes = [0u8; 16];
-        OsRng.fill_bytes(&mut bytes);
+        rand::thread_rng().fill_bytes(&mut bytes);
         SessionId(bytes)
     }
 
@@ -182,9 +182,10 @@ impl Session {
     }
 }
 
-/// A tag uniform in `[0, tag_modulus)` from the OS CSPRNG (rejection sampling: no modulo bias).
+/// A tag uniform in `[0, tag_modulus)` from the thread's CSPRNG (rejection sampling: no modulo
+/// bias).
 pub fn random_tag(tag_modulus: u64) -> u64 {
-    OsRng.gen_range(0..tag_modulus)
+    rand::thread_rng().gen_range(0..tag_modulus)
 }
 
 /// Seconds since the Unix epoch, from the system clock.

@@ -488,7 +488,7 @@ fn the_server_finishes_a_payment_in_flight_on_sigterm_and_closes_its_file_store(
 #[test]
 fn the_load_benchmark_measures_every_path_over_sockets() {
     let output = Command::new(example("loadbench"))
-        .args(["--seconds", "1", "--connections", "16", "--stores", "memory,file"])
+        .args(["--seconds", "1", "--rounds", "1", "--connections", "16", "--stores", "memory,file"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,7 +1,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::protocol::{PaymentRequired, Reason};
+use crate::protocol::{PaymentRequired, PaymentRequirements, Reason, ResourceInfo};
 
 /// Everything the layer knows about a refusal, handed to a [`RefusalBody`] to render.
 #[derive(Clone, Debug)]
@@ -45,19 +45,32 @@ impl Refusal {
     /// and, with a fresh challenge, the `PaymentRequired` fields (so the body is itself an x402
     /// `PaymentRequired` with a reason).
     pub fn to_json(&self) -> Bytes {
-        let mut body = match &self.challenge {
-            Some(required) => match serde_json::to_value(required) {
-                Ok(serde_json::Value::Object(map)) => map,
-                _ => serde_json::Map::new(),
-            },
-            None => serde_json::Map::new(),
-        };
-        body.insert("error".into(), self.message.into());
-        body.insert("reason".into(), self.code().into());
-        if let Some(detail) = self.detail {
-            body.insert("detail".into(), detail.into());
+        // Written straight from the typed challenge (no intermediate `serde_json::Value`): this
+        // runs for every 402.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            x402_version: Option<u32>,
+            error: &'a str,
+            reason: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            detail: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            resource: Option<&'a ResourceInfo>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            accepts: Option<&'a [PaymentRequirements]>,
         }
-        Bytes::from(serde_json::to_vec(&body).expect("JSON map serializes"))
+        let required = self.challenge.as_ref();
+        let body = Body {
+            x402_version: required.map(|r| r.x402_version),
+            error: self.message,
+            reason: self.code(),
+            detail: self.detail,
+            resource: required.map(|r| &r.resource),
+            accepts: required.map(|r| r.accepts.as_slice()),
+        };
+        Bytes::from(serde_json::to_vec(&body).expect("the refusal body serializes"))
     }
 }
 

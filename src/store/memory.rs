@@ -31,28 +31,108 @@ pub struct MemorySessionStore {
     inner: Mutex<Sessions>,
 }
 
+// Keyed by `SessionKey` like the persistent stores (the values are in-process only). Compact,
+// since a bound of a million pending sessions must fit in a few hundred MiB: merchant accounts
+// interned, amounts split into 8-byte halves (no 16-byte alignment padding), the amount derived
+// from price and tag, the rare watched payment boxed.
 #[derive(Debug, Default)]
-// Keyed by `SessionKey` like the persistent stores (the values are in-process only).
 struct Sessions {
-    by_id: HashMap<SessionKey, StoredSession>,
-    by_amount: HashMap<(Address, Raw), SessionKey>,
-    by_expiry: BTreeSet<(u64, SessionKey)>,
+    pay_tos: Vec<Address>,
+    by_id: HashMap<SessionKey, Pending>,
+    by_amount: HashMap<AmountKey, SessionKey>,
+    /// `(expires_at, key)`, the time in 32 bits (until 2106) to keep the entries at 20 bytes.
+    by_expiry: BTreeSet<(u32, SessionKey)>,
+}
+
+/// `(merchant index, amount)`, in 4-byte words: 20 bytes, no alignment padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct AmountKey(u32, [u32; 4]);
+
+fn words(raw: Raw) -> [u32; 4] {
+    let v = raw.get();
+    [(v >> 96) as u32, (v >> 64) as u32, (v >> 32) as u32, v as u32]
+}
+
+fn expiry(expires_at: u64) -> u32 {
+    expires_at.min(u32::MAX as u64) as u32
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    price: [u64; 2],
+    tag: u64,
+    expires_at: u64,
+    /// `expires_at - created_at`.
+    ttl: u32,
+    pay_to: u32,
+    watched: Option<Box<WatchedPayment>>,
+}
+
+fn halves(raw: Raw) -> [u64; 2] {
+    [(raw.get() >> 64) as u64, raw.get() as u64]
+}
+
+fn whole([high, low]: [u64; 2]) -> Raw {
+    Raw::new(((high as u128) << 64) | low as u128)
+}
+
+impl Pending {
+    fn amount_key(&self) -> AmountKey {
+        AmountKey(self.pay_to, words(self.amount()))
+    }
+
+    fn amount(&self) -> Raw {
+        // Checked when the session was issued.
+        Raw::new(whole(self.price).get() + self.tag as u128)
+    }
+
+    fn stored(&self, key: SessionKey, pay_tos: &[Address]) -> StoredSession {
+        StoredSession {
+            key,
+            pay_to: pay_tos[self.pay_to as usize],
+            price: whole(self.price),
+            tag: self.tag,
+            amount: self.amount(),
+            created_at: self.expires_at - self.ttl as u64,
+            expires_at: self.expires_at,
+            watched: self.watched.as_deref().copied(),
+        }
+    }
 }
 
 impl Sessions {
-    fn remove(&mut self, id: &SessionKey) -> Option<StoredSession> {
-        let s = self.by_id.remove(id)?;
-        self.by_expiry.remove(&(s.expires_at, *id));
-        if self.by_amount.get(&(s.pay_to, s.amount)) == Some(id) {
-            self.by_amount.remove(&(s.pay_to, s.amount));
+    fn with_capacity(capacity: usize) -> Self {
+        Sessions {
+            pay_tos: Vec::new(),
+            by_id: HashMap::with_capacity(capacity),
+            by_amount: HashMap::with_capacity(capacity),
+            by_expiry: BTreeSet::new(),
         }
-        Some(s)
+    }
+
+    /// The index of a known merchant account, `None` for one no session was issued for.
+    fn pay_to_index(&self, pay_to: &Address) -> Option<u32> {
+        self.pay_tos.iter().position(|p| p == pay_to).map(|i| i as u32)
+    }
+
+    fn get(&self, key: &SessionKey) -> Option<StoredSession> {
+        self.by_id.get(key).map(|e| e.stored(*key, &self.pay_tos))
+    }
+
+    fn remove(&mut self, id: &SessionKey) -> Option<StoredSession> {
+        let e = self.by_id.remove(id)?;
+        self.by_expiry.remove(&(expiry(e.expires_at), *id));
+        let amount = e.amount_key();
+        if self.by_amount.get(&amount) == Some(id) {
+            self.by_amount.remove(&amount);
+        }
+        Some(e.stored(*id, &self.pay_tos))
     }
 
     fn prune(&mut self, now: u64) -> u64 {
         let mut removed = 0;
         while let Some(&(expires_at, id)) = self.by_expiry.first() {
-            if expires_at >= now {
+            if expires_at as u64 >= now {
                 break;
             }
             self.remove(&id);
@@ -62,10 +142,17 @@ impl Sessions {
     }
 }
 
+/// Maps are allocated up to this many sessions when the store is created, so inserts never
+/// rehash the whole map under the lock; beyond it they grow as they fill.
+const PREALLOCATED: usize = 1 << 20;
+
 impl MemorySessionStore {
     /// A store holding at most `capacity` pending sessions.
     pub fn with_capacity(capacity: usize) -> Self {
-        MemorySessionStore { capacity, inner: Mutex::new(Sessions::default()) }
+        MemorySessionStore {
+            capacity,
+            inner: Mutex::new(Sessions::with_capacity(capacity.min(PREALLOCATED))),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
@@ -92,10 +179,19 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
+        let key = session.id.key();
         let mut s = self.lock();
-        if let Some(holder) = s.by_amount.get(&(session.pay_to, session.amount)).copied() {
+        let pay_to = match s.pay_to_index(&session.pay_to) {
+            Some(index) => index,
+            None => {
+                s.pay_tos.push(session.pay_to);
+                (s.pay_tos.len() - 1) as u32
+            }
+        };
+        let amount = AmountKey(pay_to, words(session.amount));
+        if let Some(holder) = s.by_amount.get(&amount).copied() {
             match s.by_id.get(&holder) {
-                Some(h) if !h.is_expired(now) => return Ok(Insert::AmountInUse),
+                Some(h) if h.expires_at >= now => return Ok(Insert::AmountInUse),
                 _ => {
                     s.remove(&holder);
                 }
@@ -108,19 +204,28 @@ impl SessionStore for MemorySessionStore {
                 return Ok(Insert::Full);
             }
         }
-        let key = session.id.key();
         if s.by_id.contains_key(&key) {
             // 128-bit ids do not collide; refuse rather than overwrite if one ever does.
             return Ok(Insert::AmountInUse);
         }
-        s.by_amount.insert((session.pay_to, session.amount), key);
-        s.by_expiry.insert((session.expires_at, key));
-        s.by_id.insert(key, StoredSession::of(session));
+        let entry = Pending {
+            price: halves(session.price),
+            tag: session.tag,
+            expires_at: session.expires_at,
+            // A TTL past u32 seconds (136 years) is clamped; created_at is only compared
+            // with first-seen times.
+            ttl: session.expires_at.saturating_sub(session.created_at).min(u32::MAX as u64) as u32,
+            pay_to,
+            watched: None,
+        };
+        s.by_amount.insert(amount, key);
+        s.by_expiry.insert((expiry(session.expires_at), key));
+        s.by_id.insert(key, entry);
         Ok(Insert::Inserted)
     }
 
     async fn get_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
-        Ok(self.lock().by_id.get(key).copied())
+        Ok(self.lock().get(key))
     }
 
     async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
@@ -131,7 +236,7 @@ impl SessionStore for MemorySessionStore {
         let mut s = self.lock();
         match s.by_id.get_mut(key) {
             Some(session) if session.watched.is_none() => {
-                session.watched = Some(*payment);
+                session.watched = Some(Box::new(*payment));
                 Ok(true)
             }
             _ => Ok(false),
@@ -145,8 +250,9 @@ impl SessionStore for MemorySessionStore {
         now: u64,
     ) -> Result<Option<StoredSession>, StoreError> {
         let s = self.lock();
-        let holder = s.by_amount.get(&(*pay_to, amount)).and_then(|key| s.by_id.get(key));
-        Ok(holder.filter(|h| !h.is_expired(now)).copied())
+        let Some(index) = s.pay_to_index(pay_to) else { return Ok(None) };
+        let holder = s.by_amount.get(&AmountKey(index, words(amount))).and_then(|key| s.get(key));
+        Ok(holder.filter(|h| !h.is_expired(now)))
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
