@@ -33,7 +33,7 @@ pub struct MemorySessionStore {
 
 // Keyed by `SessionKey` like the persistent stores (the values are in-process only). Compact,
 // since a bound of a million pending sessions must fit in a few hundred MiB: merchant accounts
-// interned, amounts split into 8-byte halves (no 16-byte alignment padding), the amount derived
+// interned, amounts in 4-byte words (no 16-byte alignment padding), the amount derived
 // from price and tag, the rare watched payment boxed.
 #[derive(Debug, Default)]
 struct Sessions {
@@ -59,7 +59,7 @@ fn expiry(expires_at: u64) -> u32 {
 
 #[derive(Debug, Clone)]
 struct Pending {
-    price: [u64; 2],
+    price: [u32; 4],
     tag: u64,
     expires_at: u64,
     /// `expires_at - created_at`.
@@ -68,12 +68,8 @@ struct Pending {
     watched: Option<Box<WatchedPayment>>,
 }
 
-fn halves(raw: Raw) -> [u64; 2] {
-    [(raw.get() >> 64) as u64, raw.get() as u64]
-}
-
-fn whole([high, low]: [u64; 2]) -> Raw {
-    Raw::new(((high as u128) << 64) | low as u128)
+fn whole(words: [u32; 4]) -> Raw {
+    Raw::new(words.iter().fold(0u128, |v, w| (v << 32) | *w as u128))
 }
 
 impl Pending {
@@ -209,7 +205,7 @@ impl SessionStore for MemorySessionStore {
             return Ok(Insert::AmountInUse);
         }
         let entry = Pending {
-            price: halves(session.price),
+            price: words(session.price),
             tag: session.tag,
             expires_at: session.expires_at,
             // A TTL past u32 seconds (136 years) is clamped; created_at is only compared
