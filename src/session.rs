@@ -42,6 +42,13 @@ impl SessionId {
         &self.0
     }
 
+    /// The 32 lower-case hex digits of the wire form, without an allocation.
+    pub fn hex(&self) -> [u8; 32] {
+        let mut hex = [0u8; 32];
+        hex::encode_to_slice(self.0, &mut hex).expect("32 digits for 16 bytes");
+        hex
+    }
+
     /// A short, non-reversible tag for logs: 8 hex digits of blake2b-32 of the id.
     pub fn fingerprint(&self) -> String {
         hex::encode(Blake2b::<U4>::digest(self.0))

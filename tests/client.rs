@@ -118,9 +118,8 @@ where
 fn challenge_response(pay_to: Address, network: &str, ttl: Duration, path: &str) -> Response {
     let challenge = Challenge::new(pay_to, MODULUS, network, "http://127.0.0.1", "", "text/plain");
     let session = Session::issue(pay_to, PRICE, MODULUS, unix_now(), ttl).unwrap();
-    let required = challenge.payment_required(&session, path);
     let mut response = (StatusCode::PAYMENT_REQUIRED, "payment required").into_response();
-    challenge.write_headers(&session, &required, response.headers_mut());
+    challenge.write_headers(&session, &challenge.render(&session, path), response.headers_mut());
     response
 }
 

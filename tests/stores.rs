@@ -90,6 +90,105 @@ mod file {
         std::fs::remove_file(&path).unwrap();
     }
 
+    /// A file written before the session rows (sessions filed under their key, with amount
+    /// and expiry index tables) opens with its pending sessions intact: found by id and by
+    /// amount, still holding their amount, still taken once, and the old tables are gone.
+    #[tokio::test]
+    async fn sessions_of_the_earlier_layout_are_moved_into_rows() {
+        use nanosession::session::unix_now;
+        use redb::{ReadableDatabase, TableHandle};
+        let path = path();
+        let now = unix_now();
+        let s = session(random_merchant(), 1_000_000, 77, 0, 300);
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let bytes = redb::TableDefinition::<&[u8], &[u8]>::new;
+                let record = serde_json::json!({
+                    "pay_to": s.pay_to, "price": s.price, "tag": s.tag, "amount": s.amount,
+                    "created_at": s.created_at, "expires_at": s.expires_at,
+                });
+                let key = s.id.key();
+                tx.open_table(bytes("sessions"))
+                    .unwrap()
+                    .insert(key.as_bytes().as_slice(), serde_json::to_vec(&record).unwrap().as_slice())
+                    .unwrap();
+                let mut amount = s.pay_to.public_key().as_bytes().to_vec();
+                amount.extend_from_slice(&s.amount.get().to_be_bytes());
+                tx.open_table(bytes("session_amounts"))
+                    .unwrap()
+                    .insert(amount.as_slice(), key.as_bytes().as_slice())
+                    .unwrap();
+                let mut expiry = s.expires_at.to_be_bytes().to_vec();
+                expiry.extend_from_slice(key.as_bytes());
+                tx.open_table(redb::TableDefinition::<&[u8], ()>::new("session_expiry"))
+                    .unwrap()
+                    .insert(expiry.as_slice(), ())
+                    .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let store = FileStore::open(&path).await.unwrap();
+        assert_eq!(store.get(&s.id).await.unwrap().map(|f| f.amount), Some(s.amount));
+        assert_eq!(
+            store.find_by_amount(&s.pay_to, s.amount, now).await.unwrap().map(|f| f.key),
+            Some(s.id.key())
+        );
+        let rival =
+            nanosession::session::Session { id: nanosession::session::SessionId::generate(), ..s.clone() };
+        assert_eq!(store.insert(&rival, now).await.unwrap(), Insert::AmountInUse);
+        assert_eq!(store.pending_count().await.unwrap(), Some(1));
+        drop(store);
+        {
+            let db = redb::Database::open(&path).unwrap();
+            let tx = db.begin_read().unwrap();
+            let tables: Vec<String> = tx.list_tables().unwrap().map(|t| t.name().to_owned()).collect();
+            assert!(!tables.iter().any(|t| t == "sessions" || t == "session_amounts"), "{tables:?}");
+        }
+        let store = FileStore::open(&path).await.unwrap();
+        assert_eq!(store.take(&s.id).await.unwrap().map(|f| f.amount), Some(s.amount));
+        assert_eq!(store.take(&s.id).await.unwrap(), None);
+        drop(store);
+        let store = FileStore::open(&path).await.unwrap();
+        assert_eq!(store.get(&s.id).await.unwrap(), None, "the take is durable");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// The in-memory index is rebuilt from the rows: after reopening, every pending session is
+    /// found by id and by amount, a recorded payment is still there, and taken or pruned
+    /// sessions stay gone.
+    #[tokio::test]
+    async fn the_index_is_rebuilt_from_the_rows() {
+        use nanosession::session::unix_now;
+        use nanosession::store::WatchedPayment;
+        let path = path();
+        let now = unix_now();
+        let merchant = random_merchant();
+        let live: Vec<_> = (0..50).map(|i| session(merchant, 1_000_000, i, 0, 300)).collect();
+        let old = session(merchant, 1_000_000, 99, 1_000, 10);
+        let watched = WatchedPayment { block: random_hash(), payer: random_merchant(), first_seen: now };
+        {
+            let store = FileStore::open(&path).await.unwrap();
+            for s in live.iter().chain([&old]) {
+                assert_eq!(store.insert(s, now - 1_000).await.unwrap(), Insert::Inserted);
+            }
+            assert!(store.record_payment(&live[0].id.key(), &watched).await.unwrap());
+            assert!(store.take(&live[1].id).await.unwrap().is_some());
+            assert_eq!(SessionStore::prune(&store, now).await.unwrap(), 1);
+        }
+        let store = FileStore::open(&path).await.unwrap();
+        assert_eq!(store.pending_count().await.unwrap(), Some(49));
+        assert_eq!(store.get_by_key(&live[0].id.key()).await.unwrap().unwrap().watched, Some(watched));
+        assert_eq!(store.get(&live[1].id).await.unwrap(), None);
+        assert_eq!(store.get(&old.id).await.unwrap(), None);
+        for s in &live[2..] {
+            let found = store.find_by_amount(&merchant, s.amount, now).await.unwrap();
+            assert_eq!(found.map(|f| f.key), Some(s.id.key()));
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
     /// A spent entry written by 57fee3c (28 bytes, the owner's id in clear) still means "spent
     /// by that session": other sessions find it spent, its owner re-enters.
     #[tokio::test]

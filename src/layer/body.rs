@@ -1,7 +1,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::protocol::{PaymentRequired, PaymentRequirements, Reason, ResourceInfo};
+use crate::protocol::{Reason, Rendered};
 
 /// Everything the layer knows about a refusal, handed to a [`RefusalBody`] to render.
 #[derive(Clone, Debug)]
@@ -16,8 +16,9 @@ pub struct Refusal {
     pub message: &'static str,
     /// Detail for `malformed_payment` (which header, what is wrong).
     pub detail: Option<&'static str>,
-    /// The fresh challenge, when the refusal carries one.
-    pub challenge: Option<PaymentRequired>,
+    /// The fresh challenge, when the refusal carries one ([`Rendered::required`] reads it
+    /// as a typed `PaymentRequired`).
+    pub challenge: Option<Rendered>,
 }
 
 impl Refusal {
@@ -45,32 +46,30 @@ impl Refusal {
     /// and, with a fresh challenge, the `PaymentRequired` fields (so the body is itself an x402
     /// `PaymentRequired` with a reason).
     pub fn to_json(&self) -> Bytes {
-        // Written straight from the typed challenge (no intermediate `serde_json::Value`): this
-        // runs for every 402.
+        // Written from the challenge's rendered JSON (no serializer runs twice): this runs
+        // for every 402.
         #[derive(serde::Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            x402_version: Option<u32>,
+        struct Head<'a> {
             error: &'a str,
             reason: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             detail: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            resource: Option<&'a ResourceInfo>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            accepts: Option<&'a [PaymentRequirements]>,
         }
-        let required = self.challenge.as_ref();
-        let body = Body {
-            x402_version: required.map(|r| r.x402_version),
-            error: self.message,
-            reason: self.code(),
-            detail: self.detail,
-            resource: required.map(|r| &r.resource),
-            accepts: required.map(|r| r.accepts.as_slice()),
+        let head = Head { error: self.message, reason: self.code(), detail: self.detail };
+        let Some(challenge) = &self.challenge else {
+            return Bytes::from(serde_json::to_vec(&head).expect("the refusal body serializes"));
         };
-        Bytes::from(serde_json::to_vec(&body).expect("the refusal body serializes"))
+        let mut body = Vec::with_capacity(128 + challenge.fields().len());
+        body.extend_from_slice(b"{\"x402Version\":");
+        body.extend_from_slice(itoa::Buffer::new().format(crate::protocol::X402_VERSION).as_bytes());
+        body.push(b',');
+        let at = body.len();
+        serde_json::to_writer(&mut body, &head).expect("the refusal body serializes");
+        body.remove(at); // the head's braces: it continues the version's object
+        body.pop(); // and the challenge's fields follow
+        body.push(b',');
+        body.extend_from_slice(challenge.fields());
+        Bytes::from(body)
     }
 }
 
@@ -142,5 +141,53 @@ where
 
     fn empty(&self) -> B {
         B::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nano::{Address, Raw};
+    use crate::protocol::Challenge;
+    use crate::session::Session;
+
+    #[test]
+    fn the_json_body_is_the_challenge_with_a_reason() {
+        let pay_to: Address =
+            "nano_3e3j5tkog48pnny9dmfzj1r16pg8t1e76dz5tmac6iq689wyjfpiij4txtdo".parse().unwrap();
+        let challenge = Challenge::new(pay_to, 1_000, "nano:dev", "https://x.example", "d\"", "text/plain");
+        let session = Session::issue(
+            pay_to,
+            Raw::new(1_000_000),
+            1_000,
+            1_770_940_800,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        let required = challenge.payment_required(&session, "/p");
+        let refusal = Refusal {
+            challenge: Some(challenge.render(&session, "/p")),
+            ..Refusal::new(Reason::PaymentRequired)
+        };
+        let body: serde_json::Value = serde_json::from_slice(&refusal.to_json()).unwrap();
+        let expected = serde_json::json!({
+            "x402Version": required.x402_version,
+            "error": Reason::PaymentRequired.message(),
+            "reason": "payment_required",
+            "resource": required.resource,
+            "accepts": required.accepts,
+        });
+        assert_eq!(body, expected);
+
+        let malformed = Refusal { detail: Some("bad header"), ..Refusal::new(Reason::MalformedPayment) };
+        let body: serde_json::Value = serde_json::from_slice(&malformed.to_json()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "error": Reason::MalformedPayment.message(),
+                "reason": "malformed_payment",
+                "detail": "bad header",
+            })
+        );
     }
 }

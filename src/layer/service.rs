@@ -382,10 +382,10 @@ impl<M> Gate<M> {
     where
         M: RefusalBody<B>,
     {
-        let required = self.shared.challenge.payment_required(session, path);
-        self.shared.challenge.write_headers(session, &required, &mut headers);
+        let rendered = self.shared.challenge.render(session, path);
+        self.shared.challenge.write_headers(session, &rendered, &mut headers);
         self.set_cookie(session, path, reply, &mut headers);
-        self.respond(Refusal { challenge: Some(required), ..Refusal::new(reason) }, headers, reply)
+        self.respond(Refusal { challenge: Some(rendered), ..Refusal::new(reason) }, headers, reply)
     }
 
     /// The paywall page's cookie naming `session`, scoped to the resource and its lifetime.
@@ -879,7 +879,7 @@ impl<M> Gate<M> {
         if !reply.html {
             return None;
         }
-        let page = paywall.page(required)?;
+        let page = paywall.page(&required.required())?;
         // Its own headers go in only once the body type took the page.
         let mut page_headers = HeaderMap::new();
         let body = self.body.bytes(bytes::Bytes::from(paywall.render(&page, &mut page_headers)))?;

@@ -1,4 +1,5 @@
 use base64::Engine as _;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
@@ -88,11 +89,84 @@ pub struct NanoSessionExtra {
     pub expires_at: String,
 }
 
+/// A challenge rendered for the wire: the x402 [`PaymentRequired`] JSON of one session, written
+/// once per 402 and shared by the `PAYMENT-REQUIRED` header and the JSON body.
+///
+/// Its `Debug` form shows nothing of it: the JSON holds the session id.
+#[derive(Clone)]
+pub struct Rendered {
+    json: Bytes,
+    /// Where `"resource":` starts: the fields a refusal body repeats after its own head.
+    fields_at: usize,
+}
+
+impl Rendered {
+    /// The `PaymentRequired` JSON, exactly as `serde_json` writes [`PaymentRequired`].
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// `"resource":{…},"accepts":[…]}`: the JSON from the resource to the closing brace.
+    pub fn fields(&self) -> &[u8] {
+        &self.json[self.fields_at..]
+    }
+
+    /// The typed challenge (parsed from the JSON: for custom bodies and pages, not the 402 path).
+    pub fn required(&self) -> PaymentRequired {
+        serde_json::from_slice(&self.json).expect("a rendered challenge is valid PaymentRequired JSON")
+    }
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rendered { .. }")
+    }
+}
+
+/// The constant parts of every challenge's JSON, escaped once when the layer is built.
+#[derive(Clone, Debug)]
+struct Pieces {
+    /// `"resource":{"url":"` and the escaped base URL, without its closing quote.
+    url: Vec<u8>,
+    /// From `","description":` to `"amount":"`.
+    after_url: Vec<u8>,
+    /// `"payTo":"nano_…"` of the layer's account.
+    pay_to: Vec<u8>,
+    /// What closes `nanoSession`, `extra` (after `acceptsBlock` if announced) and the rest.
+    end: &'static [u8],
+}
+
+/// The JSON of a string, written by `serde_json` (so escaping is exactly its own).
+fn json_str(s: &str) -> Vec<u8> {
+    serde_json::to_vec(s).expect("strings serialize")
+}
+
+impl Pieces {
+    fn new(pay_to: &Address, network: &str, base_url: &str, description: &str, mime_type: &str) -> Self {
+        let mut url = br#""resource":{"url":"#.to_vec();
+        url.extend_from_slice(&json_str(base_url));
+        url.pop(); // the path follows inside the same string
+        let mut after_url = br#","description":"#.to_vec();
+        after_url.extend_from_slice(&json_str(description));
+        after_url.extend_from_slice(br#","mimeType":"#);
+        after_url.extend_from_slice(&json_str(mime_type));
+        after_url.extend_from_slice(br#"},"accepts":[{"scheme":"exact","network":"#);
+        after_url.extend_from_slice(&json_str(network));
+        after_url.extend_from_slice(br#","asset":"XNO","amount":""#);
+        Pieces { url, after_url, pay_to: Self::pay_to(pay_to), end: b"}}}]}" }
+    }
+
+    fn pay_to(pay_to: &Address) -> Vec<u8> {
+        format!(r#"","payTo":"{pay_to}","maxTimeoutSeconds":"#).into_bytes()
+    }
+}
+
 /// What every challenge of one layer has in common, prepared once when the layer is built.
 #[derive(Clone, Debug)]
 pub struct Challenge {
     pay_to: Address,
     pay_to_header: HeaderValue,
+    pieces: Pieces,
     tag_modulus: u64,
     tag_modulus_header: HeaderValue,
     network: String,
@@ -115,6 +189,7 @@ impl Challenge {
         Challenge {
             pay_to,
             pay_to_header: header(pay_to.to_string()),
+            pieces: Pieces::new(&pay_to, network, base_url.trim_end_matches('/'), description, mime_type),
             tag_modulus,
             tag_modulus_header: HeaderValue::from(tag_modulus),
             network: network.to_owned(),
@@ -128,6 +203,7 @@ impl Challenge {
     /// Announces (`extra.acceptsBlock`) that the server accepts signed blocks to publish.
     pub fn accepting_blocks(mut self, on: bool) -> Self {
         self.accepts_block = on;
+        self.pieces.end = if on { br#"},"acceptsBlock":true}}]}"# } else { b"}}}]}" };
         self
     }
 
@@ -172,18 +248,57 @@ impl Challenge {
         }
     }
 
+    /// The challenge of `session` for a request to `path`, rendered for the wire: the same JSON
+    /// `serde_json` writes for [`payment_required`](Self::payment_required), written from
+    /// pieces escaped when the layer was built (this runs for every 402).
+    pub fn render(&self, session: &Session, path: &str) -> Rendered {
+        let (p, mut numbers) = (&self.pieces, itoa::Buffer::new());
+        let expires = rfc3339(session.expires_at);
+        let mut json = Vec::with_capacity(HEAD.len() + 420 + p.url.len() + p.after_url.len() + path.len());
+        json.extend_from_slice(HEAD);
+        let fields_at = json.len();
+        json.extend_from_slice(&p.url);
+        let at = json.len();
+        serde_json::to_writer(&mut json, path).expect("strings serialize");
+        json.remove(at); // its opening quote: the path continues the base URL's string
+        json.extend_from_slice(&p.after_url);
+        json.extend_from_slice(numbers.format(session.amount.get()).as_bytes());
+        if session.pay_to == self.pay_to {
+            json.extend_from_slice(&p.pay_to);
+        } else {
+            json.extend_from_slice(&Pieces::pay_to(&session.pay_to));
+        }
+        json.extend_from_slice(
+            numbers.format(session.expires_at.saturating_sub(session.created_at)).as_bytes(),
+        );
+        json.extend_from_slice(br#","extra":{"nanoSession":{"id":""#);
+        json.extend_from_slice(&session.id.hex());
+        json.extend_from_slice(br#"","tag":"#);
+        json.extend_from_slice(numbers.format(session.tag).as_bytes());
+        json.extend_from_slice(br#","resourceAmountRaw":""#);
+        json.extend_from_slice(numbers.format(session.price.get()).as_bytes());
+        json.extend_from_slice(br#"","tagAmountRaw":""#);
+        json.extend_from_slice(numbers.format(session.tag).as_bytes());
+        json.extend_from_slice(br#"","expiresAt":""#);
+        json.extend_from_slice(expires.as_bytes());
+        json.push(b'"');
+        json.extend_from_slice(p.end);
+        Rendered { json: Bytes::from(json), fields_at }
+    }
+
     /// Writes both header forms of the challenge (Rev 5 `X-PAYMENT-*` and x402
-    /// `PAYMENT-REQUIRED`) plus `Cache-Control: no-store`.
-    pub fn write_headers(&self, session: &Session, required: &PaymentRequired, headers: &mut HeaderMap) {
+    /// `PAYMENT-REQUIRED`, from `rendered`, the [`render`](Self::render) of `session`) plus
+    /// `Cache-Control: no-store`.
+    pub fn write_headers(&self, session: &Session, rendered: &Rendered, headers: &mut HeaderMap) {
+        let mut numbers = itoa::Buffer::new();
         headers.insert(X_PAYMENT_ADDRESS, self.pay_to_header.clone());
-        headers.insert(X_PAYMENT_AMOUNT, header(session.price.to_string()));
+        headers.insert(X_PAYMENT_AMOUNT, ascii(numbers.format(session.price.get()).as_bytes()));
         headers.insert(X_PAYMENT_TAG, HeaderValue::from(session.tag));
         headers.insert(X_PAYMENT_TAG_MODULUS, self.tag_modulus_header.clone());
         // The session id is a bearer secret until used: keep it out of header dumps.
-        headers.insert(X_PAYMENT_SESSION, sensitive(header(session.id.to_string())));
+        headers.insert(X_PAYMENT_SESSION, sensitive(ascii(&session.id.hex())));
         headers.insert(X_PAYMENT_EXPIRES, header(rfc3339(session.expires_at)));
-        let json = serde_json::to_vec(required).expect("PaymentRequired serializes");
-        headers.insert(PAYMENT_REQUIRED, sensitive(header(B64.encode(json))));
+        headers.insert(PAYMENT_REQUIRED, sensitive(header(B64.encode(rendered.json()))));
         headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 
@@ -204,6 +319,14 @@ fn sensitive(mut value: HeaderValue) -> HeaderValue {
 fn header(s: String) -> HeaderValue {
     HeaderValue::try_from(s).expect("protocol header values are ASCII")
 }
+
+/// A header value copied from bytes this module produced itself (ASCII only).
+fn ascii(bytes: &[u8]) -> HeaderValue {
+    HeaderValue::from_bytes(bytes).expect("protocol header values are ASCII")
+}
+
+/// The start of every `PaymentRequired` JSON, up to its fields.
+const HEAD: &[u8] = br#"{"x402Version":2,"error":"payment required","#;
 
 impl PaymentRequired {
     /// Decodes a `PAYMENT-REQUIRED` header value (standard base64 JSON).
@@ -478,10 +601,43 @@ mod tests {
             std::time::Duration::from_secs(300),
         )
         .unwrap();
-        let required = challenge.payment_required(&session, "/paid?x=1");
         let mut headers = HeaderMap::new();
-        challenge.write_headers(&session, &required, &mut headers);
+        challenge.write_headers(&session, &challenge.render(&session, "/paid?x=1"), &mut headers);
         (challenge, session, headers)
+    }
+
+    #[test]
+    fn the_rendered_json_is_exactly_what_serde_writes() {
+        let (plain, session, _) = issued();
+        let other: Address =
+            "nano_1111111111111111111111111111111111111111111111111111hifc8npp".parse().unwrap();
+        let awkward = Challenge::new(
+            session.pay_to,
+            10_000_000,
+            "nano:\"odd\"",
+            "https://api.example.com/base\\dir/",
+            "Quotes \" and \\ and \u{1} and ünïcødé and </script>",
+            "text/plain; charset=\"utf-8\"",
+        );
+        let elsewhere = Session { pay_to: other, ..session.clone() };
+        for challenge in
+            [plain.clone(), plain.accepting_blocks(true), awkward.clone(), awkward.accepting_blocks(true)]
+        {
+            for path in ["/paid", "/paid?x=1&y=\"2\"", "", "/ü/\\/\u{7f}"] {
+                for session in [&session, &elsewhere] {
+                    let rendered = challenge.render(session, path);
+                    let typed = challenge.payment_required(session, path);
+                    assert_eq!(
+                        std::str::from_utf8(rendered.json()).unwrap(),
+                        serde_json::to_string(&typed).unwrap(),
+                        "{path}"
+                    );
+                    assert_eq!(rendered.required(), typed);
+                    assert!(rendered.fields().starts_with(br#""resource":{"#));
+                    assert!(!format!("{rendered:?}").contains(&session.id.to_string()));
+                }
+            }
+        }
     }
 
     #[test]
@@ -599,7 +755,7 @@ mod tests {
             let path = format!("/paid?q={}", "a".repeat(len));
             let required = challenge.payment_required(&session, &path);
             let mut headers = HeaderMap::new();
-            challenge.write_headers(&session, &required, &mut headers);
+            challenge.write_headers(&session, &challenge.render(&session, &path), &mut headers);
             let offer = Offer::from_headers(&headers).unwrap();
             let proof_headers = offer.proof_headers(&block, true);
             let proof = super::super::Proof::from_headers(&proof_headers).unwrap().unwrap();

@@ -10,7 +10,7 @@ mod reason;
 mod receipt;
 
 pub use challenge::{
-    Challenge, MalformedChallenge, NanoSessionExtra, Offer, PaymentRequired, PaymentRequirements,
+    Challenge, MalformedChallenge, NanoSessionExtra, Offer, PaymentRequired, PaymentRequirements, Rendered,
     RequirementsExtra, ResourceInfo, X402_VERSION,
 };
 pub use handoff::HandoffBlock;

@@ -2,7 +2,7 @@
 //! (so a replay of an old payment becomes possible then: use a persistent store in production).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
@@ -31,17 +31,43 @@ pub struct MemorySessionStore {
     inner: Mutex<Sessions>,
 }
 
+/// Pending sessions indexed by key, amount and expiry, with the rules every store keeps
+/// (one live session per amount, a bound that only expired sessions can make room under): the
+/// whole memory store, and the in-memory half of the file store, which also keeps each
+/// session as a row on disk and mirrors what these methods report as gone.
 // Keyed by `SessionKey` like the persistent stores (the values are in-process only). Compact,
 // since a bound of a million pending sessions must fit in a few hundred MiB: merchant accounts
 // interned, amounts in 4-byte words (no 16-byte alignment padding), the amount derived
 // from price and tag, the rare watched payment boxed.
 #[derive(Debug, Default)]
-struct Sessions {
+pub(crate) struct Sessions {
     pay_tos: Vec<Address>,
     by_id: HashMap<SessionKey, Pending>,
     by_amount: HashMap<AmountKey, SessionKey>,
     /// `(expires_at, key)`, the time in 32 bits (until 2106) to keep the entries at 20 bytes.
     by_expiry: BTreeSet<(u32, SessionKey)>,
+    /// The slot of the next session (wrapping): see [`RowId`].
+    next_slot: u32,
+}
+
+/// Where the file store files a session's row: expiry, then a slot counted up per session, so
+/// new rows append to the end of the table. Unique unless 2^32 sessions share one expiry second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowId {
+    pub(crate) expires_at: u32,
+    pub(crate) slot: u32,
+}
+
+impl RowId {
+    /// Big-endian expiry, then slot: rows sort by expiry, then by age.
+    pub(crate) fn to_bytes(self) -> [u8; 8] {
+        ((self.expires_at as u64) << 32 | self.slot as u64).to_be_bytes()
+    }
+
+    pub(crate) fn from_bytes(bytes: [u8; 8]) -> Self {
+        let v = u64::from_be_bytes(bytes);
+        RowId { expires_at: (v >> 32) as u32, slot: v as u32 }
+    }
 }
 
 /// `(merchant index, amount)`, in 4-byte words: 20 bytes, no alignment padding.
@@ -61,10 +87,12 @@ fn expiry(expires_at: u64) -> u32 {
 struct Pending {
     price: [u32; 4],
     tag: u64,
-    expires_at: u64,
+    /// Unix seconds, until 2106 (later expiries are clamped to then).
+    expires_at: u32,
     /// `expires_at - created_at`.
     ttl: u32,
     pay_to: u32,
+    slot: u32,
     watched: Option<Box<WatchedPayment>>,
 }
 
@@ -73,6 +101,10 @@ fn whole(words: [u32; 4]) -> Raw {
 }
 
 impl Pending {
+    fn row(&self) -> RowId {
+        RowId { expires_at: self.expires_at, slot: self.slot }
+    }
+
     fn amount_key(&self) -> AmountKey {
         AmountKey(self.pay_to, words(self.amount()))
     }
@@ -89,20 +121,23 @@ impl Pending {
             price: whole(self.price),
             tag: self.tag,
             amount: self.amount(),
-            created_at: self.expires_at - self.ttl as u64,
-            expires_at: self.expires_at,
+            created_at: (self.expires_at as u64).saturating_sub(self.ttl as u64),
+            expires_at: self.expires_at as u64,
             watched: self.watched.as_deref().copied(),
         }
     }
 }
 
 impl Sessions {
-    fn with_capacity(capacity: usize) -> Self {
+    /// Maps allocated for `capacity` sessions (up to [`PREALLOCATED`]).
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.min(PREALLOCATED);
         Sessions {
             pay_tos: Vec::new(),
             by_id: HashMap::with_capacity(capacity),
             by_amount: HashMap::with_capacity(capacity),
             by_expiry: BTreeSet::new(),
+            next_slot: 0,
         }
     }
 
@@ -111,27 +146,147 @@ impl Sessions {
         self.pay_tos.iter().position(|p| p == pay_to).map(|i| i as u32)
     }
 
-    fn get(&self, key: &SessionKey) -> Option<StoredSession> {
+    /// Locks `sessions`. No user code runs under this lock and no step panics midway, so even
+    /// a poisoned lock guards consistent maps: keep serving.
+    pub(crate) fn lock(sessions: &Mutex<Sessions>) -> MutexGuard<'_, Sessions> {
+        sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many sessions are held.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub(crate) fn get(&self, key: &SessionKey) -> Option<StoredSession> {
         self.by_id.get(key).map(|e| e.stored(*key, &self.pay_tos))
     }
 
-    fn remove(&mut self, id: &SessionKey) -> Option<StoredSession> {
+    /// Where the session filed under `key` has its row.
+    pub(crate) fn row(&self, key: &SessionKey) -> Option<RowId> {
+        self.by_id.get(key).map(Pending::row)
+    }
+
+    /// The unexpired session waiting for exactly `amount` to `pay_to`.
+    pub(crate) fn find(&self, pay_to: &Address, amount: Raw, now: u64) -> Option<StoredSession> {
+        let index = self.pay_to_index(pay_to)?;
+        let holder = self.by_amount.get(&AmountKey(index, words(amount))).and_then(|key| self.get(key));
+        holder.filter(|h| !h.is_expired(now))
+    }
+
+    /// [`SessionStore::insert`]'s rules, for `session` (filed under `session.key`); sessions
+    /// removed to make room (an expired holder of the amount, pruned ones) go to `gone`.
+    pub(crate) fn insert(
+        &mut self,
+        session: &StoredSession,
+        now: u64,
+        capacity: usize,
+        gone: &mut dyn FnMut(RowId),
+    ) -> Insert {
+        let key = session.key;
+        let pay_to = self.intern(&session.pay_to);
+        let amount = AmountKey(pay_to, words(session.amount));
+        if let Some(holder) = self.by_amount.get(&amount).copied() {
+            match self.by_id.get(&holder) {
+                Some(h) if h.expires_at as u64 >= now => return Insert::AmountInUse,
+                _ => {
+                    if let Some((_, row)) = self.remove(&holder) {
+                        gone(row);
+                    }
+                }
+            }
+        }
+        if self.by_id.len() >= capacity {
+            // Full: only expired sessions may make room.
+            self.prune(now, gone);
+            if self.by_id.len() >= capacity {
+                return Insert::Full;
+            }
+        }
+        if self.by_id.contains_key(&key) {
+            // 128-bit ids do not collide; refuse rather than overwrite if one ever does.
+            return Insert::AmountInUse;
+        }
+        let slot = self.next_slot;
+        self.next_slot = slot.wrapping_add(1);
+        self.put(session, pay_to, amount, slot);
+        Insert::Inserted
+    }
+
+    /// Holds `session` as it was stored in `row`, without [`insert`](Self::insert)'s checks
+    /// (a file store loading its rows, oldest first).
+    pub(crate) fn restore(&mut self, session: &StoredSession, row: RowId) {
+        let pay_to = self.intern(&session.pay_to);
+        self.put(session, pay_to, AmountKey(pay_to, words(session.amount)), row.slot);
+        self.next_slot = self.next_slot.max(row.slot.wrapping_add(1));
+    }
+
+    fn intern(&mut self, pay_to: &Address) -> u32 {
+        match self.pay_to_index(pay_to) {
+            Some(index) => index,
+            None => {
+                self.pay_tos.push(*pay_to);
+                (self.pay_tos.len() - 1) as u32
+            }
+        }
+    }
+
+    fn put(&mut self, session: &StoredSession, pay_to: u32, amount: AmountKey, slot: u32) {
+        let entry = Pending {
+            price: words(session.price),
+            tag: session.tag,
+            expires_at: expiry(session.expires_at),
+            // A TTL past u32 seconds (136 years) is clamped; created_at is only compared
+            // with first-seen times.
+            ttl: session.expires_at.saturating_sub(session.created_at).min(u32::MAX as u64) as u32,
+            pay_to,
+            slot,
+            watched: session.watched.map(Box::new),
+        };
+        self.by_amount.insert(amount, session.key);
+        self.by_expiry.insert((expiry(session.expires_at), session.key));
+        self.by_id.insert(session.key, entry);
+    }
+
+    /// Records the watcher's payment on a session that has none: the updated session.
+    pub(crate) fn record(
+        &mut self,
+        key: &SessionKey,
+        payment: &WatchedPayment,
+    ) -> Option<(StoredSession, RowId)> {
+        match self.by_id.get_mut(key) {
+            Some(session) if session.watched.is_none() => {
+                session.watched = Some(Box::new(*payment));
+                let row = session.row();
+                self.get(key).map(|s| (s, row))
+            }
+            _ => None,
+        }
+    }
+
+    /// Removes the session filed under `id`: what it was, and where its row was.
+    pub(crate) fn remove(&mut self, id: &SessionKey) -> Option<(StoredSession, RowId)> {
         let e = self.by_id.remove(id)?;
-        self.by_expiry.remove(&(expiry(e.expires_at), *id));
+        self.by_expiry.remove(&(e.expires_at, *id));
         let amount = e.amount_key();
         if self.by_amount.get(&amount) == Some(id) {
             self.by_amount.remove(&amount);
         }
-        Some(e.stored(*id, &self.pay_tos))
+        Some((e.stored(*id, &self.pay_tos), e.row()))
     }
 
-    fn prune(&mut self, now: u64) -> u64 {
+    /// Removes every session that expired before `now` (their rows go to `gone`); how many.
+    pub(crate) fn prune(&mut self, now: u64, gone: &mut dyn FnMut(RowId)) -> u64 {
         let mut removed = 0;
         while let Some(&(expires_at, id)) = self.by_expiry.first() {
             if expires_at as u64 >= now {
                 break;
             }
-            self.remove(&id);
+            match self.remove(&id) {
+                Some((_, row)) => gone(row),
+                None => {
+                    self.by_expiry.pop_first();
+                }
+            }
             removed += 1;
         }
         removed
@@ -145,16 +300,11 @@ const PREALLOCATED: usize = 1 << 20;
 impl MemorySessionStore {
     /// A store holding at most `capacity` pending sessions.
     pub fn with_capacity(capacity: usize) -> Self {
-        MemorySessionStore {
-            capacity,
-            inner: Mutex::new(Sessions::with_capacity(capacity.min(PREALLOCATED))),
-        }
+        MemorySessionStore { capacity, inner: Mutex::new(Sessions::with_capacity(capacity)) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        // No user code runs under this lock and no step panics midway, so even a poisoned lock
-        // guards consistent maps: keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Sessions> {
+        Sessions::lock(&self.inner)
     }
 }
 
@@ -171,53 +321,12 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn pending_count(&self) -> Result<Option<u64>, StoreError> {
-        Ok(Some(self.lock().by_id.len() as u64))
+        Ok(Some(self.lock().len() as u64))
     }
 
     async fn insert(&self, session: &Session, now: u64) -> Result<Insert, StoreError> {
-        let key = session.id.key();
-        let mut s = self.lock();
-        let pay_to = match s.pay_to_index(&session.pay_to) {
-            Some(index) => index,
-            None => {
-                s.pay_tos.push(session.pay_to);
-                (s.pay_tos.len() - 1) as u32
-            }
-        };
-        let amount = AmountKey(pay_to, words(session.amount));
-        if let Some(holder) = s.by_amount.get(&amount).copied() {
-            match s.by_id.get(&holder) {
-                Some(h) if h.expires_at >= now => return Ok(Insert::AmountInUse),
-                _ => {
-                    s.remove(&holder);
-                }
-            }
-        }
-        if s.by_id.len() >= self.capacity {
-            // Full: only expired sessions may make room.
-            s.prune(now);
-            if s.by_id.len() >= self.capacity {
-                return Ok(Insert::Full);
-            }
-        }
-        if s.by_id.contains_key(&key) {
-            // 128-bit ids do not collide; refuse rather than overwrite if one ever does.
-            return Ok(Insert::AmountInUse);
-        }
-        let entry = Pending {
-            price: words(session.price),
-            tag: session.tag,
-            expires_at: session.expires_at,
-            // A TTL past u32 seconds (136 years) is clamped; created_at is only compared
-            // with first-seen times.
-            ttl: session.expires_at.saturating_sub(session.created_at).min(u32::MAX as u64) as u32,
-            pay_to,
-            watched: None,
-        };
-        s.by_amount.insert(amount, key);
-        s.by_expiry.insert((expiry(session.expires_at), key));
-        s.by_id.insert(key, entry);
-        Ok(Insert::Inserted)
+        let session = StoredSession::of(session);
+        Ok(self.lock().insert(&session, now, self.capacity, &mut |_| {}))
     }
 
     async fn get_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
@@ -225,18 +334,11 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
-        Ok(self.lock().remove(key))
+        Ok(self.lock().remove(key).map(|(session, _)| session))
     }
 
     async fn record_payment(&self, key: &SessionKey, payment: &WatchedPayment) -> Result<bool, StoreError> {
-        let mut s = self.lock();
-        match s.by_id.get_mut(key) {
-            Some(session) if session.watched.is_none() => {
-                session.watched = Some(Box::new(*payment));
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        Ok(self.lock().record(key, payment).is_some())
     }
 
     async fn find_by_amount(
@@ -245,14 +347,11 @@ impl SessionStore for MemorySessionStore {
         amount: Raw,
         now: u64,
     ) -> Result<Option<StoredSession>, StoreError> {
-        let s = self.lock();
-        let Some(index) = s.pay_to_index(pay_to) else { return Ok(None) };
-        let holder = s.by_amount.get(&AmountKey(index, words(amount))).and_then(|key| s.get(key));
-        Ok(holder.filter(|h| !h.is_expired(now)))
+        Ok(self.lock().find(pay_to, amount, now))
     }
 
     async fn prune(&self, now: u64) -> Result<u64, StoreError> {
-        Ok(self.lock().prune(now))
+        Ok(self.lock().prune(now, &mut |_| {}))
     }
 
     fn capacity(&self) -> Option<u64> {
