@@ -90,6 +90,71 @@ mod file {
         std::fs::remove_file(&path).unwrap();
     }
 
+    /// Claim and take of one grant are one transaction (one commit): the claim decides, the
+    /// session goes only to its own claim, and of many concurrent grants of one session with
+    /// different blocks exactly one takes it; of two sessions paying with one block, exactly
+    /// one is not refused as spent, and the other keeps its session.
+    #[tokio::test]
+    async fn claim_and_take_is_one_commit_and_decides_once() {
+        use nanosession::session::unix_now;
+        use nanosession::store::Claim;
+        let path = path();
+        let store = Arc::new(FileStore::open(&path).await.unwrap());
+        let (merchant, keep) = (random_merchant(), unix_now() + 3600);
+        let s = session(merchant, 1_000_000, 1, 0, 300);
+        store.insert(&s, unix_now()).await.unwrap();
+        let hash = random_hash();
+        let before = store.commits();
+        let (claim, taken) = store.claim_and_take(&*store, &hash, &s.id.key(), keep).await.unwrap();
+        assert_eq!((claim, taken.unwrap().map(|t| t.key)), (Claim::New, Some(s.id.key())));
+        assert_eq!(store.commits() - before, 1, "one commit for claim and take");
+        let (claim, taken) = store.claim_and_take(&*store, &hash, &s.id.key(), keep).await.unwrap();
+        assert_eq!((claim, taken.unwrap()), (Claim::Reentered, None));
+
+        // Many blocks, one session: one take.
+        let s = session(merchant, 1_000_000, 2, 0, 300);
+        store.insert(&s, unix_now()).await.unwrap();
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let (store, key) = (store.clone(), s.id.key());
+                tokio::spawn(async move {
+                    store.claim_and_take(&*store, &random_hash(), &key, keep).await.unwrap()
+                })
+            })
+            .collect();
+        let mut took = 0;
+        for task in tasks {
+            let (claim, taken) = task.await.unwrap();
+            assert_eq!(claim, Claim::New);
+            took += taken.unwrap().is_some() as usize;
+        }
+        assert_eq!(took, 1);
+
+        // One block, two sessions: one wins, the other is refused and keeps its session.
+        let (a, b) = (session(merchant, 1_000_000, 3, 0, 300), session(merchant, 1_000_000, 4, 0, 300));
+        for x in [&a, &b] {
+            store.insert(x, unix_now()).await.unwrap();
+        }
+        let hash = random_hash();
+        let race = |x: nanosession::session::Session| {
+            let store = store.clone();
+            tokio::spawn(
+                async move { store.claim_and_take(&*store, &hash, &x.id.key(), keep).await.unwrap() },
+            )
+        };
+        let (ra, rb) = (race(a.clone()), race(b.clone()));
+        let (ra, rb) = (ra.await.unwrap(), rb.await.unwrap());
+        let spent = [&ra, &rb].iter().filter(|r| r.0 == Claim::Spent).count();
+        assert_eq!(spent, 1);
+        let loser = if ra.0 == Claim::Spent { &a } else { &b };
+        assert!(store.get(&loser.id).await.unwrap().is_some(), "the refused session is kept");
+        drop(store);
+        let reopened = FileStore::open(&path).await.unwrap();
+        assert!(reopened.get(&loser.id).await.unwrap().is_some());
+        assert!(reopened.owner(&hash).await.unwrap().is_some(), "the claim is durable");
+        std::fs::remove_file(&path).unwrap();
+    }
+
     /// A file written before the session rows (sessions filed under their key, with amount
     /// and expiry index tables) opens with its pending sessions intact: found by id and by
     /// amount, still holding their amount, still taken once, and the old tables are gone.

@@ -249,10 +249,9 @@ fn path_of(parts: &Parts) -> String {
     public_uri(parts).path_and_query().map_or("/", |p| p.as_str()).to_owned()
 }
 
-/// A payment verified and its block claimed for the session, not yet consumed.
-struct Claimed {
+/// A payment verified for the session, its block not yet claimed.
+struct Verified {
     payment: VerifiedPayment,
-    claim: Claim,
 }
 
 /// Why a paid retry was not settled.
@@ -648,12 +647,12 @@ impl<M> Gate<M> {
     {
         let session_tag = proof.session.fingerprint();
         let outcome = async {
-            let claimed = self.claim(proof, price).await?;
+            let verified = self.check(proof, price).await?;
             // A service that cannot take the request (load shedding, a dead buffer worker) must
-            // not cost the payment: the session is consumed only once it is ready, and until
-            // then the claim stays with the session for its retry.
+            // not cost the payment: the block is claimed and the session consumed only once it
+            // is ready (nothing is spent before that: the retry verifies again).
             std::future::poll_fn(|cx| inner.poll_ready(cx)).await.map_err(Settle::NotReady)?;
-            Ok(self.consume(proof, claimed).await?)
+            Ok(self.consume(proof, verified).await?)
         }
         .await;
 
@@ -674,8 +673,8 @@ impl<M> Gate<M> {
         outcome
     }
 
-    /// Everything up to and including the block claim.
-    async fn claim(&self, proof: &Proof, price: Raw) -> Result<Claimed, Reason> {
+    /// Everything up to the block claim: the session, the spent pre-check, the verification.
+    async fn check(&self, proof: &Proof, price: Raw) -> Result<Verified, Reason> {
         let s = &*self.shared;
         let session_tag = proof.session.fingerprint();
         {
@@ -740,13 +739,6 @@ impl<M> Gate<M> {
                 return Err(Reason::InvalidBlock);
             }
 
-            // Claim: the block first (exactly one session wins it), then the session (taken once).
-            let keep_until = unix_now().saturating_add(s.retention.as_secs());
-            let claim =
-                s.spent.claim_by_key(&proof.block, &session.key, keep_until).await.map_err(store_down)?;
-            if claim == Claim::Spent {
-                return Err(Reason::AlreadySpent);
-            }
             let payment = VerifiedPayment {
                 block: block.hash,
                 payer: block.payer,
@@ -756,7 +748,7 @@ impl<M> Gate<M> {
                 session: session.key,
                 confirmation: block.confirmation,
             };
-            Ok(Claimed { payment, claim })
+            Ok(Verified { payment })
         }
     }
 
@@ -791,16 +783,26 @@ impl<M> Gate<M> {
         verified
     }
 
-    /// Consumes the session of a claimed payment (taken once).
+    /// Claims the block (exactly one session wins it) and consumes the session (taken once),
+    /// in one transaction where the stores share one.
     async fn consume(
         &self,
         proof: &Proof,
-        Claimed { payment, claim }: Claimed,
+        Verified { payment }: Verified,
     ) -> Result<VerifiedPayment, Reason> {
         let s = &*self.shared;
         {
             let session = &payment.session;
-            match s.sessions.take_by_key(session).await {
+            let keep_until = unix_now().saturating_add(s.retention.as_secs());
+            let (claim, taken) = s
+                .spent
+                .claim_and_take(&*s.sessions, &proof.block, session, keep_until)
+                .await
+                .map_err(store_down)?;
+            if claim == Claim::Spent {
+                return Err(Reason::AlreadySpent);
+            }
+            match taken {
                 Ok(Some(_)) => {}
                 Ok(None) if claim == Claim::New => {
                     // A concurrent request consumed the session with another block: give this

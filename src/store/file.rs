@@ -25,8 +25,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::memory::{RowId, Sessions};
 use super::{
-    Claim, HandoffClaim, HandoffRelease, Insert, Lock, Record, SessionStore, SpentSet, StoreError,
-    StoredSession, WatchedPayment,
+    Claim, ClaimAndTake, HandoffClaim, HandoffRelease, Insert, Lock, Record, SessionStore, SpentSet,
+    StoreError, StoredSession, WatchedPayment,
 };
 use crate::nano::{Address, BlockHash, PublicKey, Raw};
 use crate::session::{Session, SessionId, SessionKey};
@@ -74,6 +74,8 @@ pub struct FileStore {
     capacity: u64,
     /// The pending sessions, changed only by the writer thread's jobs.
     index: Arc<Mutex<Sessions>>,
+    /// This file's [`SessionStore::transaction_domain`].
+    domain: u64,
     /// The group-commit writer thread; it ends (and closes the file) with the last clone.
     writer: Arc<Writer>,
 }
@@ -239,7 +241,10 @@ impl FileStore {
             .spawn(move || write_loop(thread_db, thread_index, capacity as usize, jobs, &counter))
             .map_err(err)?;
         let writer = Arc::new(Writer { queue: Some(queue), thread: Some(thread), commits });
-        Ok(FileStore { db, capacity, index, writer })
+        // Unique per opened file in this process.
+        static DOMAINS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let domain = DOMAINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(FileStore { db, capacity, index, domain, writer })
     }
 
     /// How many write transactions this store has committed (each one fsync): with group
@@ -471,6 +476,10 @@ impl SessionStore for FileStore {
     fn capacity(&self) -> Option<u64> {
         Some(self.capacity)
     }
+
+    fn transaction_domain(&self) -> Option<u64> {
+        Some(self.domain)
+    }
 }
 
 /// One spent-set record.
@@ -555,14 +564,15 @@ impl SpentSet for FileStore {
     }
 
     async fn owner(&self, hash: &BlockHash) -> Result<Option<SessionKey>, StoreError> {
-        let hash = *hash;
-        self.run(move |db| {
-            let tx = db.begin_read()?;
+        // Read in place, not on the blocking pool: a lookup in redb's page cache costs less
+        // than the thread hand-off, which was a context switch per paid request.
+        let read = || -> Result<Option<SessionKey>, redb::Error> {
+            let tx = self.db.begin_read()?;
             let table = tx.open_table(SPENT)?;
             let found = table.get(hash.as_bytes().as_slice())?;
             found.map(|v| Entry::decode(v.value()).map(|e| e.owner)).transpose()
-        })
-        .await
+        };
+        read().map_err(err)
     }
 
     async fn claim_by_key(
@@ -578,6 +588,33 @@ impl SpentSet for FileStore {
             Ok(outcome)
         })
         .await
+    }
+
+    async fn claim_and_take(
+        &self,
+        sessions: &dyn SessionStore,
+        hash: &BlockHash,
+        session: &SessionKey,
+        keep_until: u64,
+    ) -> Result<ClaimAndTake, StoreError> {
+        if sessions.transaction_domain() != Some(self.domain) {
+            return super::claim_then_take(self, sessions, hash, session, keep_until).await;
+        }
+        let (hash, key, index) = (*hash, *session, self.index.clone());
+        let (claim, taken) = self
+            .write(move |tx| {
+                let claim = claim_in(tx, &hash, &key, keep_until)?;
+                if claim == Claim::Spent {
+                    return Ok((claim, None));
+                }
+                let taken = Sessions::lock(&index).remove(&key);
+                if let Some((_, row)) = taken {
+                    remove_rows(tx, &[row])?;
+                }
+                Ok((claim, taken.map(|(session, _)| session)))
+            })
+            .await?;
+        Ok((claim, Ok(taken)))
     }
 
     async fn release_by_key(&self, hash: &BlockHash, session: &SessionKey) -> Result<(), StoreError> {

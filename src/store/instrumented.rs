@@ -8,8 +8,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use super::{
-    Claim, HandoffClaim, HandoffRelease, Insert, SessionStore, SpentSet, StoreError, StoredSession,
-    WatchedPayment,
+    Claim, ClaimAndTake, HandoffClaim, HandoffRelease, Insert, SessionStore, SpentSet, StoreError,
+    StoredSession, WatchedPayment,
 };
 use crate::nano::{Address, BlockHash, Raw};
 use crate::session::{Session, SessionKey};
@@ -60,6 +60,9 @@ impl SessionStore for Instrumented<dyn SessionStore> {
     fn capacity(&self) -> Option<u64> {
         self.0.capacity()
     }
+    fn transaction_domain(&self) -> Option<u64> {
+        self.0.transaction_domain()
+    }
     fn backend(&self) -> &'static str {
         self.0.backend()
     }
@@ -77,6 +80,16 @@ impl SpentSet for Instrumented<dyn SpentSet> {
         keep_until: u64,
     ) -> Result<Claim, StoreError> {
         timed(self.0.backend(), "claim", self.0.claim_by_key(hash, session, keep_until)).await
+    }
+    async fn claim_and_take(
+        &self,
+        sessions: &dyn SessionStore,
+        hash: &BlockHash,
+        session: &SessionKey,
+        keep_until: u64,
+    ) -> Result<ClaimAndTake, StoreError> {
+        let both = self.0.claim_and_take(sessions, hash, session, keep_until);
+        timed(self.0.backend(), "claim_and_take", both).await
     }
     async fn release_by_key(&self, hash: &BlockHash, session: &SessionKey) -> Result<(), StoreError> {
         timed(self.0.backend(), "release", self.0.release_by_key(hash, session)).await

@@ -241,6 +241,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// gets `Some`.
     async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError>;
 
+    /// An id shared with the [`SpentSet`] that can claim a block and take a session of this
+    /// store in one transaction ([`SpentSet::claim_and_take`]); `None` (the default) for a
+    /// store that shares none.
+    fn transaction_domain(&self) -> Option<u64> {
+        None
+    }
+
     /// The stored session whose amount reservation is `(pay_to, amount)`, unless it expired
     /// before `now`: how a handed-over block finds its session when the client did not echo
     /// the id (spec §9 step 2). A lookup key, never proof of anything.
@@ -329,6 +336,25 @@ pub struct HandoffClaim {
     pub busy_until: u64,
 }
 
+/// What [`SpentSet::claim_and_take`] did: the claim, and how the take went (`Ok(None)` when
+/// the claim was [`Claim::Spent`] or the session was already gone).
+pub type ClaimAndTake = (Claim, Result<Option<StoredSession>, StoreError>);
+
+/// [`SpentSet::claim_and_take`] as two calls: the claim, then (unless spent) the take.
+pub(crate) async fn claim_then_take<S: SpentSet + ?Sized>(
+    spent: &S,
+    sessions: &dyn SessionStore,
+    hash: &BlockHash,
+    session: &SessionKey,
+    keep_until: u64,
+) -> Result<ClaimAndTake, StoreError> {
+    let claim = spent.claim_by_key(hash, session, keep_until).await?;
+    if claim == Claim::Spent {
+        return Ok((claim, Ok(None)));
+    }
+    Ok((claim, sessions.take_by_key(session).await))
+}
+
 /// How a hand-off attempt ended, for [`SpentSet::release_handoff`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandoffRelease {
@@ -381,6 +407,23 @@ pub trait SpentSet: Send + Sync + 'static {
         session: &SessionKey,
         keep_until: u64,
     ) -> Result<Claim, StoreError>;
+
+    /// Claims the hash for the session filed under `session` and, unless it is
+    /// [`Claim::Spent`], takes that session from `sessions`: the claim, and how the take went
+    /// (an `Err` of the take leaves the claim made). Both are durable when it returns.
+    ///
+    /// Provided as the two calls in turn. A backend that is also `sessions` (same
+    /// [`transaction_domain`](SessionStore::transaction_domain)) does both in one
+    /// transaction, so a grant waits for one commit instead of two.
+    async fn claim_and_take(
+        &self,
+        sessions: &dyn SessionStore,
+        hash: &BlockHash,
+        session: &SessionKey,
+        keep_until: u64,
+    ) -> Result<ClaimAndTake, StoreError> {
+        claim_then_take(self, sessions, hash, session, keep_until).await
+    }
 
     /// Undoes a claim that `session` made exactly once, because its session was consumed by a
     /// concurrent request and the payment was not used. Otherwise does nothing.
