@@ -235,7 +235,7 @@ fn measure(path: &Path, seconds: u64, connections: u32) -> (f64, f64, f64, u64) 
     wrk(port, path, 1, connections, &run);
     let [requests, micros, third, fourth, p50, p99] = wrk(port, path, seconds, connections, &run);
     drop(server);
-    let _ = std::fs::remove_file(std::env::temp_dir().join(format!("nanosession-loadbench-{run}.redb")));
+    clean_up(path.store, &run);
     let secs = micros / 1e6;
     let (rate, wrong) = if path.paid {
         // third = grants, fourth = anything but a 402 or a 200
@@ -247,6 +247,60 @@ fn measure(path: &Path, seconds: u64, connections: u32) -> (f64, f64, f64, u64) 
         (requests / secs, third as u64 + fourth as u64)
     };
     (rate, p50 / 1000.0, p99 / 1000.0, wrong)
+}
+
+/// Removes what a run left in its store (file, Redis keys, PostgreSQL tables): a benchmark
+/// leaves millions of sessions behind, which slows every later `KEYS` or scan of that server.
+fn clean_up(store: &str, run: &str) {
+    let _ = std::fs::remove_file(std::env::temp_dir().join(format!("nanosession-loadbench-{run}.redb")));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        match store {
+            "redis" => {
+                let client = redis::Client::open(std::env::var("REDIS_URL").unwrap()).unwrap();
+                let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+                let mut cursor = 0u64;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(format!("*nsbench:{run}:*"))
+                        .arg("COUNT")
+                        .arg(10_000)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("SCAN");
+                    if !keys.is_empty() {
+                        let _: () =
+                            redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await.expect("UNLINK");
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+            "postgres" => {
+                let url = std::env::var("DATABASE_URL").unwrap();
+                let (client, connection) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("postgres");
+                tokio::spawn(connection);
+                let pattern = format!("nsbench\\_{run}\\_%");
+                let rows = client
+                    .query("SELECT tablename FROM pg_tables WHERE tablename LIKE $1", &[&pattern])
+                    .await
+                    .expect("pg_tables");
+                for row in rows {
+                    let table: String = row.get(0);
+                    client
+                        .batch_execute(&format!("DROP TABLE IF EXISTS \"{table}\" CASCADE"))
+                        .await
+                        .expect("DROP");
+                }
+            }
+            _ => {}
+        }
+    });
 }
 
 struct Options {

@@ -141,7 +141,8 @@ fn a_payment_shows_in_metrics_and_one_span_per_request_without_secrets() {
     );
     assert_eq!(v("nanosession_verify_seconds_count"), 1.0, "the replay is refused before the verifier");
     assert!(v("nanosession_store_seconds_count{backend=\"memory\",op=\"insert\"}") >= 3.0);
-    assert!(v("nanosession_store_seconds_count{backend=\"memory\",op=\"claim\"}") >= 1.0);
+    // A grant's claim and take are one store operation (one transaction where the backend can).
+    assert!(v("nanosession_store_seconds_count{backend=\"memory\",op=\"claim_and_take\"}") >= 1.0);
     assert_eq!(v("nanosession_store_errors_total{backend=\"custom\",op=\"insert\"}"), 1.0);
     assert!(v("nanosession_pending_sessions{backend=\"memory\"}") >= 1.0, "sampled on the first 402");
     assert!(rendered.contains("nanosession_spent_entries{backend=\"memory\"}"), "{rendered}");
