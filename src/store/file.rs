@@ -5,17 +5,20 @@
 //! `Durability::Immediate`) before the call returns, so a claim that reported `true` has
 //! reached the disk before the layer grants anything.
 //!
-//! Pending sessions are rows filed under their expiry and a counter, so a burst of 402s appends to
-//! the end of one B-tree instead of dirtying a random page per session (the cost that held a
-//! file-backed 402 to a tenth of a bare request). Lookups are answered from an index in memory
-//! (the memory store's own, so both keep the same rules), loaded from the rows at open and
-//! changed by the writer thread only, together with the rows; if a batch is rolled back, the
-//! index is loaded again from the file. It takes about 250 bytes per pending session. Mutations go to one writer thread, which
-//! runs everything queued meanwhile in one transaction, one after the other, and commits once
-//! (group commit): concurrent 402s and grants share an fsync instead of queueing for one each.
-//! Run in sequence inside one transaction, they stay exactly as atomic as one transaction each
-//! (check-and-insert, take-once); if any of them fails, the whole batch is rolled back and every
-//! caller gets the error (a 503), so nothing half-applied is ever reported.
+//! Mutations go to one writer thread, which runs everything queued meanwhile in one
+//! transaction, one after the other, and commits once (group commit): concurrent 402s and
+//! grants share an fsync instead of queueing for one each. Run in sequence inside one
+//! transaction, they stay exactly as atomic as one transaction each (check-and-insert,
+//! take-once); if any of them fails, the whole batch is rolled back and every caller gets the
+//! error (a 503), so nothing half-applied is ever reported. A grant's claim and take are one
+//! job ([`SpentSet::claim_and_take`]).
+//!
+//! Pending sessions are rows filed under their expiry and a counter, so a burst of 402s
+//! appends to the end of one B-tree instead of dirtying a random page per session (the cost
+//! that held a file-backed 402 to a tenth of a bare request). Lookups are answered from an
+//! index in memory (the memory store's own, so both keep the same rules), loaded from the rows
+//! at open and changed by the writer thread only, together with the rows; if a batch is rolled
+//! back, the index is loaded again from the file. It takes about 250 bytes per pending session.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
