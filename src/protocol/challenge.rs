@@ -98,6 +98,8 @@ pub struct Rendered {
     json: Bytes,
     /// Where `"resource":` starts: the fields a refusal body repeats after its own head.
     fields_at: usize,
+    /// Where the RFC 3339 expiry is, for the Rev 5 header (formatted once per 402).
+    expires: std::ops::Range<usize>,
 }
 
 impl Rendered {
@@ -126,6 +128,8 @@ impl std::fmt::Debug for Rendered {
 /// The constant parts of every challenge's JSON, escaped once when the layer is built.
 #[derive(Clone, Debug)]
 struct Pieces {
+    /// `{"x402Version":…,"error":…,`: everything before the fields.
+    head: Vec<u8>,
     /// `"resource":{"url":"` and the escaped base URL, without its closing quote.
     url: Vec<u8>,
     /// From `","description":` to `"amount":"`.
@@ -143,6 +147,9 @@ fn json_str(s: &str) -> Vec<u8> {
 
 impl Pieces {
     fn new(pay_to: &Address, network: &str, base_url: &str, description: &str, mime_type: &str) -> Self {
+        let mut head = format!(r#"{{"x402Version":{X402_VERSION},"error":"#).into_bytes();
+        head.extend_from_slice(&json_str(REQUIRED_ERROR));
+        head.push(b',');
         let mut url = br#""resource":{"url":"#.to_vec();
         url.extend_from_slice(&json_str(base_url));
         url.pop(); // the path follows inside the same string
@@ -153,7 +160,7 @@ impl Pieces {
         after_url.extend_from_slice(br#"},"accepts":[{"scheme":"exact","network":"#);
         after_url.extend_from_slice(&json_str(network));
         after_url.extend_from_slice(br#","asset":"XNO","amount":""#);
-        Pieces { url, after_url, pay_to: Self::pay_to(pay_to), end: b"}}}]}" }
+        Pieces { head, url, after_url, pay_to: Self::pay_to(pay_to), end: b"}}}]}" }
     }
 
     fn pay_to(pay_to: &Address) -> Vec<u8> {
@@ -221,7 +228,7 @@ impl Challenge {
     pub fn payment_required(&self, session: &Session, path: &str) -> PaymentRequired {
         PaymentRequired {
             x402_version: X402_VERSION,
-            error: "payment required".to_owned(),
+            error: REQUIRED_ERROR.to_owned(),
             resource: ResourceInfo {
                 url: format!("{}{}", self.base_url, path),
                 description: self.description.clone(),
@@ -253,9 +260,8 @@ impl Challenge {
     /// pieces escaped when the layer was built (this runs for every 402).
     pub fn render(&self, session: &Session, path: &str) -> Rendered {
         let (p, mut numbers) = (&self.pieces, itoa::Buffer::new());
-        let expires = rfc3339(session.expires_at);
-        let mut json = Vec::with_capacity(HEAD.len() + 420 + p.url.len() + p.after_url.len() + path.len());
-        json.extend_from_slice(HEAD);
+        let mut json = Vec::with_capacity(p.head.len() + 420 + p.url.len() + p.after_url.len() + path.len());
+        json.extend_from_slice(&p.head);
         let fields_at = json.len();
         json.extend_from_slice(&p.url);
         let at = json.len();
@@ -280,10 +286,12 @@ impl Challenge {
         json.extend_from_slice(br#"","tagAmountRaw":""#);
         json.extend_from_slice(numbers.format(session.tag).as_bytes());
         json.extend_from_slice(br#"","expiresAt":""#);
-        json.extend_from_slice(expires.as_bytes());
+        let expires_at = json.len();
+        json.extend_from_slice(rfc3339(session.expires_at).as_bytes());
+        let expires = expires_at..json.len();
         json.push(b'"');
         json.extend_from_slice(p.end);
-        Rendered { json: Bytes::from(json), fields_at }
+        Rendered { json: Bytes::from(json), fields_at, expires }
     }
 
     /// Writes both header forms of the challenge (Rev 5 `X-PAYMENT-*` and x402
@@ -297,7 +305,7 @@ impl Challenge {
         headers.insert(X_PAYMENT_TAG_MODULUS, self.tag_modulus_header.clone());
         // The session id is a bearer secret until used: keep it out of header dumps.
         headers.insert(X_PAYMENT_SESSION, sensitive(ascii(&session.id.hex())));
-        headers.insert(X_PAYMENT_EXPIRES, header(rfc3339(session.expires_at)));
+        headers.insert(X_PAYMENT_EXPIRES, ascii(&rendered.json[rendered.expires.clone()]));
         headers.insert(PAYMENT_REQUIRED, sensitive(header(B64.encode(rendered.json()))));
         headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -325,8 +333,8 @@ fn ascii(bytes: &[u8]) -> HeaderValue {
     HeaderValue::from_bytes(bytes).expect("protocol header values are ASCII")
 }
 
-/// The start of every `PaymentRequired` JSON, up to its fields.
-const HEAD: &[u8] = br#"{"x402Version":2,"error":"payment required","#;
+/// The `error` of every `PaymentRequired` this crate writes.
+const REQUIRED_ERROR: &str = "payment required";
 
 impl PaymentRequired {
     /// Decodes a `PAYMENT-REQUIRED` header value (standard base64 JSON).

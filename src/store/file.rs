@@ -34,12 +34,12 @@ use super::{
 use crate::nano::{Address, BlockHash, PublicKey, Raw};
 use crate::session::{Session, SessionId, SessionKey};
 
-// Sessions are filed under their `SessionKey`, never the id. Files written by 57fee3c and
-// earlier hold ids in the same places: those rows are only ever found through the indexes
-// (their ids hash to nothing), behave there as if the id were the key, and are pruned with
-// their expiry, so the tables keep their names.
+// Sessions are filed under their `SessionKey`, never the id. Sessions written by 57fee3c hold
+// an id where the key goes: migrated as they are, they are only ever found by amount (their
+// ids hash to nothing), behave there as if the id were the key, and are pruned with their
+// expiry. Its spent entries are read as they are (see `Entry::decode`).
 
-/// [`RowId`] (8: expiry, slot) -> session key (16) ‖ session record JSON: the pending sessions.
+/// [`RowId`] (8: expiry, slot) -> the fixed-width row of `row_value`: the pending sessions.
 const SESSION_ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("session_rows");
 /// Written before: session key (16) -> record JSON, and its two indexes. Moved into
 /// [`SESSION_ROWS`] when such a file is opened.
@@ -373,7 +373,7 @@ fn migrate_sessions(tx: &redb::WriteTransaction) -> Result<(), redb::Error> {
         let key: [u8; 16] = key.value().try_into().map_err(|_| corrupted())?;
         let session = decode(value.value())?.stored(SessionKey::from_bytes(key));
         // Numbered from 0 in an empty table, so every row is unique.
-        let row = RowId { expires_at: session.expires_at.min(u32::MAX as u64) as u32, slot: slot as u32 };
+        let row = RowId::new(session.expires_at, slot as u32);
         rows.insert(row.to_bytes().as_slice(), row_value(&session).as_slice())?;
     }
     drop((old, rows));
@@ -392,6 +392,19 @@ fn remove_rows(tx: &mut Batch<'_>, gone: &[RowId]) -> Result<(), redb::Error> {
         }
     }
     Ok(())
+}
+
+/// Takes the session filed under `key` from the index and its row from the file.
+fn take_in(
+    tx: &mut Batch<'_>,
+    index: &Mutex<Sessions>,
+    key: &SessionKey,
+) -> Result<Option<StoredSession>, redb::Error> {
+    let taken = Sessions::lock(index).remove(key);
+    if let Some((_, row)) = taken {
+        remove_rows(tx, &[row])?;
+    }
+    Ok(taken.map(|(session, _)| session))
 }
 
 fn write_row(tx: &mut Batch<'_>, session: &StoredSession, row: RowId) -> Result<(), redb::Error> {
@@ -434,14 +447,7 @@ impl SessionStore for FileStore {
 
     async fn take_by_key(&self, key: &SessionKey) -> Result<Option<StoredSession>, StoreError> {
         let (key, index) = (*key, self.index.clone());
-        self.write(move |tx| {
-            let taken = Sessions::lock(&index).remove(&key);
-            if let Some((_, row)) = taken {
-                remove_rows(tx, &[row])?;
-            }
-            Ok(taken.map(|(session, _)| session))
-        })
-        .await
+        self.write(move |tx| take_in(tx, &index, &key)).await
     }
 
     async fn record_payment(&self, key: &SessionKey, payment: &WatchedPayment) -> Result<bool, StoreError> {
@@ -610,11 +616,7 @@ impl SpentSet for FileStore {
                 if claim == Claim::Spent {
                     return Ok((claim, None));
                 }
-                let taken = Sessions::lock(&index).remove(&key);
-                if let Some((_, row)) = taken {
-                    remove_rows(tx, &[row])?;
-                }
-                Ok((claim, taken.map(|(session, _)| session)))
+                Ok((claim, take_in(tx, &index, &key)?))
             })
             .await?;
         Ok((claim, Ok(taken)))

@@ -59,6 +59,11 @@ pub(crate) struct RowId {
 }
 
 impl RowId {
+    /// The row of a session expiring at `expires_at` (clamped as the index clamps it).
+    pub(crate) fn new(expires_at: u64, slot: u32) -> Self {
+        RowId { expires_at: expiry(expires_at), slot }
+    }
+
     /// Big-endian expiry, then slot: rows sort by expiry, then by age.
     pub(crate) fn to_bytes(self) -> [u8; 8] {
         ((self.expires_at as u64) << 32 | self.slot as u64).to_be_bytes()
@@ -231,10 +236,11 @@ impl Sessions {
     }
 
     fn put(&mut self, session: &StoredSession, pay_to: u32, amount: AmountKey, slot: u32) {
+        let row = RowId::new(session.expires_at, slot);
         let entry = Pending {
             price: words(session.price),
             tag: session.tag,
-            expires_at: expiry(session.expires_at),
+            expires_at: row.expires_at,
             // A TTL past u32 seconds (136 years) is clamped; created_at is only compared
             // with first-seen times.
             ttl: session.expires_at.saturating_sub(session.created_at).min(u32::MAX as u64) as u32,
@@ -243,7 +249,7 @@ impl Sessions {
             watched: session.watched.map(Box::new),
         };
         self.by_amount.insert(amount, session.key);
-        self.by_expiry.insert((expiry(session.expires_at), session.key));
+        self.by_expiry.insert((row.expires_at, session.key));
         self.by_id.insert(session.key, entry);
     }
 
